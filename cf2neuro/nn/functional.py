@@ -1,0 +1,200 @@
+"""The circulate-firing (CF) neuron as pure functions (DESIGN §1).
+
+Per neuron, with state v (v_0 = 0), threshold θ, decay β, K and signed:
+
+    u_t = β·v_{t-1} + x_t
+    n_t = clip(trunc(u_t / θ), -K·signed, K)
+    v_t = u_t - n_t·θ
+
+`cf_step` is the one-step function that every engine (training module, float
+IR engine, fixed-point emulator) shares or mirrors. `cf_multistep` is the
+training path: a fused autograd function over the whole window whose
+backward recomputes u from x instead of saving every step, with the
+time-step-wise surrogate of `surrogate.py`. Both kernels run eagerly or,
+after `compile_kernels(True)`, through `torch.compile` (one fused loop each).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import NamedTuple
+
+import torch
+
+from ..errors import ConfigError
+from .surrogate import bump
+
+log = logging.getLogger(__name__)
+
+
+class CFParameters(NamedTuple):
+    """The fixed hyper-parameters of a CF layer (θ and α_t are tensors)."""
+
+    beta: float = 0.5          # decay in (0, 1]; 1 = IF
+    max_spikes: int = 1        # K >= 1
+    signed: bool = True        # allow negative spikes
+    detach_reset: bool = True  # no gradient through the soft reset (as snnTorch)
+    surrogate: str = "sigmoid"
+
+    def check(self) -> "CFParameters":
+        if not 0.0 < self.beta <= 1.0:
+            raise ConfigError(f"CF decay beta must be in (0, 1], got {self.beta}")
+        if int(self.max_spikes) != self.max_spikes or self.max_spikes < 1:
+            raise ConfigError(f"CF max_spikes K must be an integer >= 1, got {self.max_spikes}")
+        bump(self.surrogate)  # raises on an unknown shape
+        return self
+
+    @property
+    def lowest(self) -> int:
+        return -int(self.max_spikes) if self.signed else 0
+
+
+def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters):
+    """One step: returns (n, v_next, u). No surrogate; for simulators."""
+    u = p.beta * v + x
+    n = torch.clamp(torch.trunc(u / theta), p.lowest, p.max_spikes)
+    return n, u - n * theta, u
+
+
+# --- kernels over a flattened window x: [T, N] ------------------------------
+
+def _unroll(x, theta, beta: float, hi: int, signed: bool):
+    """The forward recurrence over x: [T, N]; returns the lists of u_t and n_t."""
+    us, ns = [], []
+    v = torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        u = beta * v + x[t]
+        n = torch.clamp(torch.trunc(u / theta), -hi if signed else 0, hi)
+        us.append(u)
+        ns.append(n)
+        v = u - n * theta
+    return us, ns
+
+
+def _forward_kernel(x, theta, beta: float, hi: int, signed: bool, record: bool):
+    us, ns = _unroll(x, theta, beta, hi, signed)
+    pos = neg = x.new_zeros(())
+    if record:
+        pos = sum(torch.relu(u).sum() for u in us)
+        neg = sum(torch.relu(-u).sum() for u in us)
+    return torch.stack(ns), pos, neg
+
+
+def _backward_kernel(x, gout, alpha, theta, gpos, gneg, beta: float, hi: int,
+                     signed: bool, detach_reset: bool, shape: str,
+                     need_alpha: bool = True, need_theta: bool = True):
+    f = bump(shape)
+    # Recompute the window (cheap, elementwise) instead of saving it.
+    us, ns = _unroll(x, theta, beta, hi, signed)
+    gx = []
+    galpha = []
+    gtheta = x.new_zeros(())
+    gv = torch.zeros_like(x[0])
+    for t in range(x.shape[0] - 1, -1, -1):
+        u, n, a = us[t], ns[t], alpha[t]
+        s = da = dth = 0.0  # dn/du (the surrogate), dn/dα, dn/dθ
+        for k in range(1, hi + 1):
+            for sign in ((1, -1) if signed else (1,)):
+                # proxy term sign·F(α·d) of the level at sign·kθ
+                d = sign * u - k * theta
+                b = f(a * d)
+                s = s + a * b
+                if need_alpha:
+                    da = da + sign * d * b
+                if need_theta:
+                    dth = dth - sign * k * a * b
+        gn = gout[t] if detach_reset else gout[t] - theta * gv
+        gu = gn * s + gv
+        if gpos is not None:
+            gu = gu + gpos * (u > 0) - gneg * (u < 0)
+        gx.append(gu)
+        if need_alpha:
+            galpha.append((gn * da).sum())
+        if need_theta:
+            gtheta = gtheta + (gn * dth).sum() - (gv * n).sum()
+        gv = beta * gu
+    gx.reverse()
+    galpha.reverse()
+    return torch.stack(gx), torch.stack(galpha) if need_alpha else None, gtheta
+
+
+_KERNELS = {"forward": _forward_kernel, "backward": _backward_kernel}
+_use_compiled = False
+
+
+def compile_kernels(enabled: bool = True) -> bool:
+    """Route CF layers through torch.compile'd kernels (True) or eager ones.
+
+    Compiling costs seconds once per layer configuration (inductor caches it
+    on disk, so later processes pay ~2 s), which short runs should not pay.
+    Returns whether compiled kernels are now in use: False when
+    torch.compile is unavailable.
+    """
+    global _use_compiled
+    if enabled and not hasattr(torch, "compile"):
+        log.warning("torch.compile is not available; CF kernels stay eager")
+        enabled = False
+    _use_compiled = bool(enabled)
+    return _use_compiled
+
+
+def kernels_compiled() -> bool:
+    return _use_compiled
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name: str, **static):
+    # The hyper-parameters are baked in as constants: with β as a symbolic
+    # float inductor computes the state in double, 2x slower.
+    return torch.compile(functools.partial(_KERNELS[name], **static))
+
+
+def _run(name: str, tensors: tuple, **static):
+    if not _use_compiled:
+        return _KERNELS[name](*tensors, **static)
+    for t in tensors:  # one compiled kernel for every layer width N
+        if isinstance(t, torch.Tensor) and t.dim() == 2 and t.shape[1] > 1:
+            torch._dynamo.mark_dynamic(t, 1)
+    return _compiled(name, **static)(*tensors)
+
+
+class _CFWindow(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, alpha, theta, p: CFParameters, record: bool):
+        out, pos, neg = _run("forward", (x, theta), beta=p.beta, hi=p.max_spikes,
+                             signed=p.signed, record=record)
+        ctx.save_for_backward(x, alpha, theta)
+        ctx.p, ctx.record = p, record
+        return out, pos, neg
+
+    @staticmethod
+    def backward(ctx, gout, gpos, gneg):
+        x, alpha, theta = ctx.saved_tensors
+        p = ctx.p
+        pn = (gpos, gneg) if ctx.record else (None, None)
+        gx, galpha, gtheta = _run(
+            "backward", (x, gout.contiguous(), alpha, theta, *pn),
+            beta=p.beta, hi=p.max_spikes, signed=p.signed, detach_reset=p.detach_reset,
+            shape=p.surrogate, need_alpha=ctx.needs_input_grad[1],
+            need_theta=ctx.needs_input_grad[2])
+        return (gx, galpha if ctx.needs_input_grad[1] else None,
+                gtheta.reshape(theta.shape) if ctx.needs_input_grad[2] else None, None, None)
+
+
+def cf_multistep(x: torch.Tensor, alpha: torch.Tensor, theta: torch.Tensor,
+                 p: CFParameters, record: bool = False):
+    """Run a CF layer over a window x: [T, ...] with surrogate gradients.
+
+    alpha: [T] surrogate sharpness per step; theta: 0-d threshold tensor.
+    Returns (spikes n: [T, ...], P, N) where P and N are mean(relu(u)) and
+    mean(relu(-u)) over the window when `record` (for the PN loss), else 0.
+    """
+    shape, dtype = x.shape, x.dtype
+    # Reduced precision (AMP) is fine for spikes but not for the state and
+    # the reductions of the backward: run the window in float32.
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    flat = x.reshape(shape[0], -1).to(work).contiguous()
+    out, pos, neg = _CFWindow.apply(flat, alpha.to(work), theta.to(work), p, record)
+    count = flat.numel()
+    return out.reshape(shape).to(dtype), pos / count, neg / count
