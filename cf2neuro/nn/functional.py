@@ -160,21 +160,23 @@ def _run(name: str, tensors: tuple, **static):
 
 
 class _CFWindow(torch.autograd.Function):
+    # Returns spikes only, or (spikes, P_sum, N_sum) when recording: constant
+    # extra outputs would trip torch.compile's tracing of this function.
     @staticmethod
     def forward(ctx, x, alpha, theta, p: CFParameters, record: bool):
         out, pos, neg = _run("forward", (x, theta), beta=p.beta, hi=p.max_spikes,
                              signed=p.signed, record=record)
         ctx.save_for_backward(x, alpha, theta)
-        ctx.p, ctx.record = p, record
-        return out, pos, neg
+        ctx.p = p
+        return (out, pos, neg) if record else out
 
     @staticmethod
-    def backward(ctx, gout, gpos, gneg):
+    def backward(ctx, gout, *gpn):
         x, alpha, theta = ctx.saved_tensors
         p = ctx.p
-        pn = (gpos, gneg) if ctx.record else (None, None)
+        gpos, gneg = gpn if gpn else (None, None)
         gx, galpha, gtheta = _run(
-            "backward", (x, gout.contiguous(), alpha, theta, *pn),
+            "backward", (x, gout.contiguous(), alpha, theta, gpos, gneg),
             beta=p.beta, hi=p.max_spikes, signed=p.signed, detach_reset=p.detach_reset,
             shape=p.surrogate, need_alpha=ctx.needs_input_grad[1],
             need_theta=ctx.needs_input_grad[2])
@@ -195,6 +197,9 @@ def cf_multistep(x: torch.Tensor, alpha: torch.Tensor, theta: torch.Tensor,
     # the reductions of the backward: run the window in float32.
     work = torch.float64 if dtype == torch.float64 else torch.float32
     flat = x.reshape(shape[0], -1).to(work).contiguous()
-    out, pos, neg = _CFWindow.apply(flat, alpha.to(work), theta.to(work), p, record)
-    count = flat.numel()
-    return out.reshape(shape).to(dtype), pos / count, neg / count
+    alpha, theta = alpha.to(work), theta.to(work)
+    if not record:
+        zero = flat.new_zeros(())
+        return _CFWindow.apply(flat, alpha, theta, p, False).reshape(shape).to(dtype), zero, zero
+    out, pos, neg = _CFWindow.apply(flat, alpha, theta, p, True)
+    return out.reshape(shape).to(dtype), pos / flat.numel(), neg / flat.numel()
