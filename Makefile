@@ -1,0 +1,31 @@
+# Two commands set up everything on a fresh machine:
+#   make demo   create .venv, install, run `cf2neuro demo`
+#   make test   create/update .venv, run the whole test suite
+# On a GPU machine pick the torch build you want: make demo TORCH=torch==2.5.1
+PYTHON ?= python3
+TORCH  ?= torch==2.13.0
+VENV   := .venv
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "cf2neuro needs Python >= 3.10")'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	echo "$(TORCH)" > $(VENV)/constraints.txt  # no package may pull another torch
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -c $(VENV)/constraints.txt -e '.[test]'
+	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps spikingjelly==2.0.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cf2neuro demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) cf2neuro-demo .pytest_cache

@@ -1,0 +1,108 @@
+"""Checkpoints: safetensors weights + JSON config and metrics (DESIGN §7).
+
+    DIR/model.safetensors   the model's state_dict
+    DIR/config.json         {"model": ..., "train": ..., "weights_sha256": ...}
+    DIR/metrics.json        {"test_accuracy": 0..1, "history": [...], ...}
+    DIR/train_state.pt      optimizer/scheduler/RNG state for --resume, read with
+                            torch.load(weights_only=True): nothing is unpickled.
+
+Loading checks the weights' SHA-256 against config.json, so a truncated or
+corrupted file is an error that names it, never a silently wrong model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CheckpointError, Cf2NeuroError
+from .fileio import atomic_path, write_json
+
+WEIGHTS, CONFIG, METRICS, TRAIN_STATE = (
+    "model.safetensors", "config.json", "metrics.json", "train_state.pt")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(directory, model: nn.Module, config: dict, metrics: dict,
+                    train_state: dict | None = None) -> Path:
+    """Write a checkpoint; every file is replaced atomically, weights first."""
+    directory = Path(directory)
+    with atomic_path(directory / WEIGHTS) as tmp:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        digest = _sha256(tmp)
+    if train_state is not None:
+        with atomic_path(directory / TRAIN_STATE) as tmp:
+            torch.save(train_state, tmp)
+    write_json(directory / CONFIG, {**config, "model": model.config, "weights_sha256": digest})
+    write_json(directory / METRICS, metrics)
+    return directory
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; a checkpoint directory holds "
+                              f"{WEIGHTS}, {CONFIG} and {METRICS} (from `cf2neuro train`)")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); re-create the checkpoint "
+                              f"with `cf2neuro train`") from None
+
+
+def load_checkpoint(directory, map_location: str | torch.device = "cpu"):
+    """Return (model, config, metrics) from a checkpoint directory."""
+    from .nn.models import build_model
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    config = read_json(directory / CONFIG)
+    metrics = read_json(directory / METRICS) if (directory / METRICS).is_file() else {}
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
+    expected = config.get("weights_sha256")
+    if expected and _sha256(weights) != expected:
+        raise CheckpointError(f"{weights} is corrupted or truncated (its SHA-256 does not match "
+                              f"{directory / CONFIG}); restore it or re-train")
+    if "model" not in config or "name" not in config.get("model", {}):
+        raise CheckpointError(f"{directory / CONFIG} has no model section with a name")
+    try:
+        model = build_model(config["model"]["name"], config["model"])
+    except Cf2NeuroError as e:
+        raise CheckpointError(f"{directory / CONFIG}: {e}") from None
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorsError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({e})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights} does not fit the model in {directory / CONFIG}: "
+                              f"{str(e).splitlines()[0]} ...") from None
+    return model, config, metrics
+
+
+def load_train_state(directory) -> dict:
+    path = Path(directory) / TRAIN_STATE
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} is missing (train without --resume)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a broken zip/pickle stream
+        raise CheckpointError(f"cannot resume: {path} is unreadable ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from None
