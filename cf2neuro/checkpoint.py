@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -87,7 +87,7 @@ def load_checkpoint(directory, map_location: str | torch.device = "cpu"):
         raise CheckpointError(f"{directory / CONFIG}: {e}") from None
     try:
         state = load_file(str(weights), device=str(map_location))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({e})") from None
     try:
         model.load_state_dict(state)

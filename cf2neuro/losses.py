@@ -25,7 +25,11 @@ def cf_layers(model: nn.Module) -> list[CFNeuron]:
 
 @contextlib.contextmanager
 def recording_potentials(model: nn.Module, enabled: bool = True):
-    """Make every CF layer of `model` keep its (P, N) statistics for one forward."""
+    """Make every CF layer of `model` keep its (P, N) statistics while inside.
+
+    Compute the loss inside the block: leaving it drops the statistics (and
+    the autograd graph they hold).
+    """
     layers = cf_layers(model) if enabled else []
     for layer in layers:
         layer.record_pn = True
@@ -34,6 +38,7 @@ def recording_potentials(model: nn.Module, enabled: bool = True):
     finally:
         for layer in layers:
             layer.record_pn = False
+            layer.pn = None
 
 
 def pn_balance_loss(layers: list[CFNeuron], eps: float = 1e-6) -> torch.Tensor:

@@ -34,10 +34,23 @@ class NeuronConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown neuron option(s) {unknown}; known: {sorted(known)}")
+        for f in fields(cls):  # JSON and the CLI hand us untyped values
+            if f.name in d and not _has_type(d[f.name], f.type):
+                raise ConfigError(f"neuron option {f.name} must be {f.type}, got {d[f.name]!r}")
         return cls(**d)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _has_type(value, name: str) -> bool:
+    if name == "bool":
+        return isinstance(value, bool)
+    if name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 LIF_BASELINE = {"max_spikes": 1, "signed": False}
@@ -46,6 +59,8 @@ LIF_BASELINE = {"max_spikes": 1, "signed": False}
 
 class CFNeuron(nn.Module):
     """Circulate-firing neuron over multi-step input [T, B, ...].
+
+    A leaf for torch.fx: its window loop runs inside one autograd function.
 
     Each call starts from v = 0, so state never leaks between batches. With
     `record_pn = True` the layer keeps P = mean(relu(u)) and

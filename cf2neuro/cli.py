@@ -1,0 +1,111 @@
+"""The `cf2neuro` command line (DESIGN §8). Each subcommand calls one API function.
+
+Exit codes: 0 success, 1 a failed check, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .errors import Cf2NeuroError
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """'beta=0.5' -> ('beta', 0.5); values are JSON where they parse, else strings."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(model=args.model, data=args.data, epochs=args.epochs,
+                      timesteps=args.timesteps, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, loss=args.loss, pn_lambda=args.pn_lambda,
+                      encoding=args.encoding, augment=not args.no_augment,
+                      neuron=dict(args.neuron), model_options=dict(args.model_option),
+                      data_root=args.data_root, device=args.device, amp=not args.no_amp,
+                      compile=args.compile)
+    metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    if metrics:  # only rank 0 of a distributed run reports
+        print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "
+              f"({metrics['train_seconds']:.1f} s); checkpoint in {args.out}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.out, seed=args.seed, progress=not args.quiet)
+    print(f"digits CF-MLP (T={summary['timesteps']}): test accuracy "
+          f"{summary['test_accuracy']:.4f}, trained in {summary['train_seconds']:.1f} s")
+    print(f"checkpoint: {summary['checkpoint']}; summary: {args.out}/demo.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    parser = argparse.ArgumentParser(prog="cf2neuro", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a CF network and write a checkpoint")
+    p.add_argument("--model", default=d.model)
+    p.add_argument("--data", default=d.data)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--timesteps", type=int, default=d.timesteps)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", required=True, help="checkpoint directory")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--loss", choices=["ce", "tet"], default=d.loss)
+    p.add_argument("--pn-lambda", type=float, default=d.pn_lambda,
+                   help="weight of the positive-negative balanced loss (0 = off)")
+    p.add_argument("--encoding", choices=["direct", "poisson"], default=d.encoding)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--neuron", type=_key_value, action="append", default=[],
+                   metavar="KEY=VALUE", help="CF neuron option, e.g. max_spikes=4 (repeatable)")
+    p.add_argument("--model-option", type=_key_value, action="append", default=[],
+                   metavar="KEY=VALUE", help="architecture option, e.g. hidden=[512,512]")
+    p.add_argument("--data-root", default=None, help="where on-disk data sets live")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default=d.compile)
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("demo", help="the main job on the embedded digits data set")
+    p.add_argument("--out", default="cf2neuro-demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except Cf2NeuroError as e:
+        print(f"cf2neuro {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"cf2neuro {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

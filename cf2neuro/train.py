@@ -1,0 +1,319 @@
+"""Training: CF networks on any registered data set, CPU or CUDA (+AMP), DDP.
+
+`train(TrainConfig(...), out_dir)` is what `cf2neuro train` calls. Under
+`torchrun` (WORLD_SIZE > 1) it trains data-parallel: gloo on CPU, NCCL on
+CUDA; rank 0 evaluates and writes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from . import checkpoint as ckpt
+from .data import encode, load_dataset, method_for
+from .errors import ConfigError
+from .losses import pn_balance_loss, recording_potentials, task_loss
+from .nn import functional as cff
+from .nn.models import build_model
+from .nn.neuron import CFNeuron
+
+log = logging.getLogger(__name__)
+
+# CF elements per batch (T·B·neurons) above which compiled kernels pay for
+# their ~2 s (cached) compile: measured on 2 CPU cores, see benchmarks/.
+COMPILE_THRESHOLD = 1 << 20
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the digits recipe: a 64-256-256-10 CF-MLP, beta 0.5, T 4,
+    shift augmentation, batch 128, cosine-decayed Adam."""
+
+    model: str = "mlp"
+    data: str = "digits"
+    epochs: int = 40
+    timesteps: int = 4
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    loss: str = "ce"               # "ce" on the time-mean output, or "tet"
+    pn_lambda: float = 0.0         # weight of the PN balanced loss
+    encoding: str = "direct"       # "direct" current or "poisson" rate
+    augment: bool = True
+    neuron: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)
+    data_root: str | None = None
+    device: str = "auto"           # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool = True               # float16 autocast + GradScaler on CUDA
+    compile: str = "auto"          # "auto", "on", "off": torch.compile'd CF kernels
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- distributed context -----------------------------------------------------
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU; "
+                              f"use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+# --- helpers -------------------------------------------------------------------
+
+def _batches(bundle, cfg: TrainConfig, dist: _Dist, generator: torch.Generator):
+    if dist.world > 1:
+        sampler = DistributedSampler(bundle.train, dist.world, dist.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=False)
+    else:
+        sampler = RandomSampler(bundle.train, generator=generator)
+    return DataLoader(bundle.train, batch_size=cfg.batch_size, sampler=sampler)
+
+
+def _inputs(x: torch.Tensor, cfg: TrainConfig, bundle, generator, train: bool):
+    if train and cfg.augment and bundle.augment is not None:
+        x = bundle.augment(x, generator)
+    return encode(x, cfg.timesteps, method_for(bundle.spec.kind, cfg.encoding), generator)
+
+
+def _cf_elements(model, x: torch.Tensor) -> int:
+    """T·B·neurons over all CF layers for one batch (a dry forward)."""
+    total = 0
+
+    def count(_module, _inputs, output):
+        nonlocal total
+        total += output.numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, CFNeuron)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def _use_compiled_kernels(cfg: TrainConfig, model, x, device) -> bool:
+    if cfg.compile not in ("auto", "on", "off"):
+        raise ConfigError(f"--compile must be auto, on or off, got {cfg.compile!r}")
+    if cfg.compile == "auto":
+        wanted = device.type == "cuda" or _cf_elements(model, x) >= COMPILE_THRESHOLD
+    else:
+        wanted = cfg.compile == "on"
+    return cff.compile_kernels(wanted)
+
+
+@torch.no_grad()
+def evaluate(model, bundle, cfg: TrainConfig, device, batch_size: int = 512,
+             seed: int = 0) -> float:
+    """Test accuracy: argmax of the time-averaged output."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    correct = total = 0
+    for x, y in DataLoader(bundle.test, batch_size=batch_size):
+        out = model(_inputs(x, cfg, bundle, generator, train=False).to(device))
+        correct += (out.mean(0).argmax(-1).cpu() == y).sum().item()
+        total += y.numel()
+    return correct / max(total, 1)
+
+
+def _build(cfg: TrainConfig, bundle):
+    options = {**cfg.model_options, "input_shape": list(bundle.spec.input_shape),
+               "num_classes": bundle.spec.num_classes, "timesteps": cfg.timesteps,
+               "neuron": cfg.neuron}
+    return build_model(cfg.model, options)
+
+
+def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
+    saved = TrainConfig.from_dict(ckpt.read_json(out / ckpt.CONFIG).get("train", {}))
+    changed = [k for k in ("model", "data", "timesteps", "neuron", "model_options")
+               if getattr(saved, k) != getattr(cfg, k)]
+    if changed:
+        raise ConfigError(f"cannot resume {out}: {changed} differ from the checkpoint's "
+                          f"training config; drop --resume or use the same options")
+    return dataclasses.replace(saved, epochs=cfg.epochs, device=cfg.device,
+                               compile=cfg.compile, amp=cfg.amp)
+
+
+# --- the loop -------------------------------------------------------------------
+
+def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True,
+          on_epoch=None) -> dict:
+    """Train, evaluate each epoch, checkpoint to out_dir; returns metrics.json's dict.
+
+    `on_epoch(epoch)` is called after each epoch's checkpoint is written.
+    """
+    out = Path(out_dir)
+    if resume:
+        cfg = _resume_config(out, cfg)
+    dev = _pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist = _init_distributed(dev)
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed + dist.rank)
+
+    bundle = load_dataset(cfg.data, root=cfg.data_root, seed=cfg.seed)
+    model = _build(cfg, bundle).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader = _batches(bundle, cfg, dist, generator)
+    total_steps = max(1, cfg.epochs * len(loader))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    amp = cfg.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp) if hasattr(torch.amp, "GradScaler") \
+        else torch.cuda.amp.GradScaler(enabled=amp)
+
+    # Before any RNG state is restored: the dry run may draw random numbers.
+    x0, _ = next(iter(DataLoader(bundle.train, batch_size=cfg.batch_size)))
+    compiled = _use_compiled_kernels(cfg, model, _inputs(x0, cfg, bundle, None, False).to(dev), dev)
+
+    start, history = 0, []
+    if resume:
+        state = ckpt.load_train_state(out)
+        loaded, _, metrics = ckpt.load_checkpoint(out, map_location=dev)
+        model.load_state_dict(loaded.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["data_rng"])
+        start, history = state["epoch"], metrics.get("history", [])
+
+    net = model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    log.info("training %s on %s: %d epochs, T=%d, device %s, world %d, compiled kernels %s",
+             cfg.model, cfg.data, cfg.epochs, cfg.timesteps, dev, dist.world, compiled)
+    bar = _progress(range(start, cfg.epochs), progress and dist.main, cfg)
+    t_train = time.perf_counter()
+    for epoch in bar:
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        stats = _train_epoch(net, model, loader, optimizer, scheduler, scaler, cfg, bundle,
+                             generator, dev, amp)
+        record = {"epoch": epoch + 1, **stats, "lr": scheduler.get_last_lr()[0],
+                  "seconds": round(time.perf_counter() - t0, 3)}
+        if dist.main:
+            record["test_accuracy"] = evaluate(model, bundle, cfg, dev, seed=cfg.seed)
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", test=f"{record['test_accuracy']:.4f}")
+            log.info("epoch %d: %s", epoch + 1, record)
+            metrics = _metrics(history, dev, dist, time.perf_counter() - t_train, compiled)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
+                     "data_rng": generator.get_state(), "epoch": epoch + 1}
+            ckpt.save_checkpoint(out, model, {"train": cfg.to_dict(), "data": _spec(bundle)},
+                                 metrics, state)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    if dist.world > 1:
+        torch.distributed.barrier()
+    if not dist.main:
+        return {}
+    if not history:
+        raise ConfigError(f"nothing to train: {out} already holds {start} epochs; "
+                          f"ask for more with --epochs")
+    return ckpt.read_json(out / ckpt.METRICS)
+
+
+def _train_epoch(net, model, loader, optimizer, scheduler, scaler, cfg, bundle, generator,
+                 dev, amp) -> dict:
+    net.train()
+    loss_sum = pn_sum = correct = seen = 0.0
+    for x, y in loader:
+        x = _inputs(x, cfg, bundle, generator, train=True).to(dev, non_blocking=True)
+        y = y.to(dev, non_blocking=True)
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=amp), \
+                recording_potentials(model, cfg.pn_lambda > 0) as layers:
+            out = net(x)
+            loss = task_loss(out.float(), y, cfg.loss)
+            if cfg.pn_lambda > 0:
+                pn = pn_balance_loss(layers)
+                loss = loss + cfg.pn_lambda * pn
+                pn_sum += pn.item() * y.numel()
+        if not torch.isfinite(loss):
+            raise ConfigError(f"the training loss became {loss.item()}; lower --lr "
+                              f"(now {cfg.lr}) or check the data for NaN/inf")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.item() * y.numel()
+        correct += (out.detach().mean(0).argmax(-1) == y).sum().item()
+        seen += y.numel()
+    stats = {"loss": loss_sum / seen, "train_accuracy": correct / seen}
+    if cfg.pn_lambda > 0:
+        stats["pn_loss"] = pn_sum / seen
+    return stats
+
+
+def _metrics(history, dev, dist, seconds, compiled) -> dict:
+    last = history[-1]
+    return {"test_accuracy": last["test_accuracy"], "train_accuracy": last["train_accuracy"],
+            "epochs": last["epoch"], "train_seconds": round(seconds, 3), "device": str(dev),
+            "world_size": dist.world, "compiled_kernels": compiled, "history": history}
+
+
+def _spec(bundle) -> dict:
+    spec = bundle.spec
+    return {"name": spec.name, "input_shape": list(spec.input_shape),
+            "num_classes": spec.num_classes, "kind": spec.kind}
+
+
+def _progress(epochs, enabled: bool, cfg: TrainConfig):
+    from tqdm.auto import tqdm
+
+    return tqdm(epochs, desc=f"train {cfg.model} on {cfg.data}", unit="epoch",
+                disable=not enabled, leave=False)

@@ -1,0 +1,199 @@
+"""Training on digits, checkpoints, resume, the CLI contract and DDP on CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cf2neuro.checkpoint import load_checkpoint
+from cf2neuro.cli import main as cli
+from cf2neuro.errors import CheckpointError, ConfigError
+from cf2neuro.train import TrainConfig, train
+
+FAST = dict(epochs=2, lr=2e-2)
+
+
+def weights(directory):
+    model, _, _ = load_checkpoint(directory)
+    return model.state_dict()
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    metrics = train(TrainConfig(epochs=8, lr=2e-2), out, progress=False)
+    return out, metrics
+
+
+def test_short_digits_run_learns_well_above_chance(trained):
+    _, metrics = trained
+    history = metrics["history"]
+    assert len(history) == 8
+    assert metrics["test_accuracy"] > 0.85  # chance is 0.10
+    assert history[-1]["test_accuracy"] > history[0]["test_accuracy"]
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_checkpoint_round_trip(trained):
+    out, metrics = trained
+    for name in ("model.safetensors", "config.json", "metrics.json", "train_state.pt"):
+        assert (out / name).is_file()
+    model, config, saved = load_checkpoint(out)
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert config["model"]["name"] == "mlp" and config["train"]["epochs"] == 8
+    # the reloaded model reproduces the recorded test accuracy
+    from cf2neuro.data import load_dataset
+    from cf2neuro.train import evaluate
+
+    bundle = load_dataset("digits", seed=0)
+    cfg = TrainConfig.from_dict(config["train"])
+    assert evaluate(model, bundle, cfg, torch.device("cpu")) == metrics["test_accuracy"]
+
+
+def test_seed_makes_cpu_training_reproducible(tmp_path):
+    train(TrainConfig(seed=3, **FAST), tmp_path / "a", progress=False)
+    train(TrainConfig(seed=3, **FAST), tmp_path / "b", progress=False)
+    train(TrainConfig(seed=4, **FAST), tmp_path / "c", progress=False)
+    assert same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert not same_weights(weights(tmp_path / "a"), weights(tmp_path / "c"))
+
+
+def test_resume_from_a_stopped_run_matches_an_uninterrupted_one(tmp_path):
+    cfg = TrainConfig(epochs=3, lr=2e-2, pn_lambda=0.1)
+    full = train(cfg, tmp_path / "full", progress=False)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(_Stop):
+        train(cfg, stopped, progress=False, on_epoch=_stop_after(1))
+    assert json.loads((stopped / "metrics.json").read_text())["epochs"] == 1
+    resumed = train(cfg, stopped, resume=True, progress=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    assert same_weights(weights(stopped), weights(tmp_path / "full"))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(n):
+    def hook(epoch):
+        if epoch >= n:
+            raise _Stop
+    return hook
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    train(TrainConfig(epochs=1), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="differ"):
+        train(TrainConfig(epochs=2, timesteps=6), tmp_path, resume=True, progress=False)
+
+
+# --- broken checkpoints ------------------------------------------------------------
+
+@pytest.fixture
+def checkpoint_copy(trained, tmp_path):
+    src, _ = trained
+    for f in src.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    return tmp_path
+
+
+def test_truncated_weights_are_refused(checkpoint_copy):
+    path = checkpoint_copy / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        load_checkpoint(checkpoint_copy)
+
+
+def test_flipped_byte_is_refused(checkpoint_copy):
+    path = checkpoint_copy / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(checkpoint_copy)
+
+
+def test_garbage_weights_without_hash_are_refused(checkpoint_copy):
+    config = json.loads((checkpoint_copy / "config.json").read_text())
+    del config["weights_sha256"]
+    (checkpoint_copy / "config.json").write_text(json.dumps(config))
+    (checkpoint_copy / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(checkpoint_copy)
+
+
+def test_broken_config_and_train_state(checkpoint_copy):
+    (checkpoint_copy / "train_state.pt").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(TrainConfig(epochs=9), checkpoint_copy, resume=True, progress=False)
+    (checkpoint_copy / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(checkpoint_copy)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope")
+
+
+# --- the command line ----------------------------------------------------------------
+
+def test_cli_train_contract(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(["train", "--model", "mlp", "--data", "digits", "--epochs", "2",
+                "--timesteps", "3", "--seed", "1", "--out", str(out), "--quiet",
+                "--neuron", "max_spikes=2", "--model-option", "hidden=[64]"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["hidden"] == [64] and config["model"]["neuron"]["max_spikes"] == 2
+    assert config["model"]["timesteps"] == 3
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--model", "nope", "--out", "X"], "unknown model"),
+    (["train", "--data", "cifar10", "--data-root", "/nonexistent", "--out", "X"], "cifar10"),
+    (["train", "--neuron", "beta=7", "--out", "X"], "beta"),
+])
+def test_cli_bad_input_exits_2_with_one_line(argv, needle, tmp_path, capsys):
+    argv = [str(tmp_path / a) if a == "X" else a for a in argv]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_runs_as_a_module(tmp_path):
+    out = tmp_path / "m"
+    proc = subprocess.run([sys.executable, "-m", "cf2neuro", "train", "--epochs", "1",
+                           "--out", str(out), "--quiet"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.safetensors").is_file()
+
+
+# --- DDP -------------------------------------------------------------------------------
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", "29517", "-m", "cf2neuro", "train", "--epochs", "4", "--lr", "0.02",
+         "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert metrics["test_accuracy"] > 0.6
+    # each rank trained on half of the 1437 training images per epoch
+    assert proc.stdout.count("test accuracy") == 1
