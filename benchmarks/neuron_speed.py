@@ -92,6 +92,11 @@ def main():
             once = step(layer, x, grad)
             runs[f"cf2neuro CF K={k} {'compiled' if compiled else 'eager'}"] = (
                 lambda once=once, compiled=compiled: (cff.compile_kernels(compiled), once()))
+    # For context: the peers' own neuron (binary, fixed surrogate) in cf2neuro.
+    lif = CFNeuron(SHAPE[0], max_spikes=1, signed=False, learn_alpha=False)
+    once = step(lif, x, grad)
+    runs["cf2neuro LIF (K=1 unsigned, fixed α) compiled"] = (
+        lambda once=once: (cff.compile_kernels(True), once()))
     rows = interleaved(runs, args.reps)
 
     width = max(map(len, rows))
