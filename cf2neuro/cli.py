@@ -32,6 +32,7 @@ def _cmd_train(args) -> int:
                       seed=args.seed, loss=args.loss, pn_lambda=args.pn_lambda,
                       encoding=args.encoding, augment=not args.no_augment,
                       neuron=dict(args.neuron), model_options=dict(args.model_option),
+                      data_options=dict(args.data_option),
                       data_root=args.data_root, device=args.device, amp=not args.no_amp,
                       compile=args.compile)
     metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="CF neuron option, e.g. max_spikes=4 (repeatable)")
     p.add_argument("--model-option", type=_key_value, action="append", default=[],
                    metavar="KEY=VALUE", help="architecture option, e.g. hidden=[512,512]")
+    p.add_argument("--data-option", type=_key_value, action="append", default=[],
+                   metavar="KEY=VALUE", help="data set option, e.g. frames=16 (repeatable)")
     p.add_argument("--data-root", default=None, help="where on-disk data sets live")
     p.add_argument("--device", default=d.device)
     p.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")

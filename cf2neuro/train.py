@@ -53,6 +53,7 @@ class TrainConfig:
     augment: bool = True
     neuron: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
+    data_options: dict = field(default_factory=dict)  # e.g. frames, size for event data
     data_root: str | None = None
     device: str = "auto"           # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True               # float16 autocast + GradScaler on CUDA
@@ -175,7 +176,7 @@ def _build(cfg: TrainConfig, bundle):
 
 def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
     saved = TrainConfig.from_dict(ckpt.read_json(out / ckpt.CONFIG).get("train", {}))
-    changed = [k for k in ("model", "data", "timesteps", "neuron", "model_options")
+    changed = [k for k in ("model", "data", "timesteps", "neuron", "model_options", "data_options")
                if getattr(saved, k) != getattr(cfg, k)]
     if changed:
         raise ConfigError(f"cannot resume {out}: {changed} differ from the checkpoint's "
@@ -200,7 +201,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed + dist.rank)
 
-    bundle = load_dataset(cfg.data, root=cfg.data_root, seed=cfg.seed)
+    bundle = load_dataset(cfg.data, root=cfg.data_root, seed=cfg.seed, **cfg.data_options)
     model = _build(cfg, bundle).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = _batches(bundle, cfg, dist, generator)

@@ -12,7 +12,7 @@ from cf2neuro.data import DATA_ENV, Events, bin_events, dataset_names, encode, l
 from cf2neuro.data.augment import shift_images
 from cf2neuro.data.cifar10 import MEAN, STD
 from cf2neuro.errors import BadInputError, ConfigError, DatasetNotFoundError
-from tests import data_files as df
+import data_files as df
 
 
 @pytest.fixture(scope="module")

@@ -197,3 +197,22 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert metrics["test_accuracy"] > 0.6
     # each rank trained on half of the 1437 training images per epoch
     assert proc.stdout.count("test accuracy") == 1
+
+
+def test_event_frames_train_end_to_end(tmp_path):
+    # N-MNIST files in the original 40-bit event format, binned into 4 frames
+    import data_files as df
+
+    root = tmp_path / "data" / "nmnist"
+    for split, n in (("Train", 6), ("Test", 3)):
+        for i in range(n):
+            digit = i % 2
+            events = [(3 + digit * 20 + (k % 5), 5 + k % 7, 10 * k, k % 2) for k in range(40)]
+            df.write_nmnist_bin(root / split / str(digit) / f"{i:05d}.bin", events)
+    metrics = train(TrainConfig(data="nmnist", data_root=str(tmp_path / "data"), epochs=2,
+                                batch_size=4, data_options={"frames": 4},
+                                model_options={"hidden": [16]}), tmp_path / "out",
+                    progress=False)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["data"]["input_shape"] == [2, 34, 34] and config["data"]["kind"] == "frames"
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0

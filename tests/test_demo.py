@@ -1,0 +1,15 @@
+"""The main job on the embedded default, through the command line."""
+
+import json
+
+from cf2neuro.cli import main as cli
+
+
+def test_demo_trains_digits_and_reports(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli(["demo", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["test_accuracy"] > 0.95
+    assert (out / "checkpoint" / "model.safetensors").is_file()
+    printed = capsys.readouterr().out
+    assert f"{summary['test_accuracy']:.4f}" in printed and str(out) in printed
