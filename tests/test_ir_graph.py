@@ -127,17 +127,18 @@ def test_non_json_attrs_are_refused_early():
 
 def test_back_edges_and_topological_order_are_deterministic():
     g = recurrent_graph().validate()
-    assert g.back_edges() == {("rec", "sum")}
-    assert g.topological_order() == ["x", "fc", "sum", "lif", "rec", "out"]
+    # the loop is cut where it leaves the neuron: rec reads last step's spikes
+    assert g.back_edges() == {("lif", "rec")}
+    assert g.topological_order() == ["x", "fc", "rec", "sum", "lif", "out"]
     assert g["sum"].shape == (3,) and g["rec"].shape == (3,)
     # insertion order does not decide the cut: the DFS starts at the Input
     h = Graph({"dt": 1e-3})
     for name in ["out", "rec", "lif", "sum", "fc", "x"]:
         n = g[name]
         h.add_node(n.name, n.op, n.inputs, n.params, n.attrs)
-    assert h.back_edges() == {("rec", "sum")}
+    assert h.back_edges() == {("lif", "rec")}
     # ties between ready nodes go by insertion order
-    assert h.validate().topological_order() == ["x", "fc", "sum", "lif", "out", "rec"]
+    assert h.validate().topological_order() == ["rec", "x", "fc", "sum", "lif", "out"]
 
 
 def test_self_loop_is_a_back_edge():
@@ -190,7 +191,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
 def test_round_trip_keeps_recurrent_edges(tmp_path):
     g = recurrent_graph().validate()
     h = load_graph(save_graph(g, tmp_path / "r.safetensors"))
-    assert h.equals(g) and h.back_edges() == {("rec", "sum")}
+    assert h.equals(g) and h.back_edges() == {("lif", "rec")}
 
 
 def test_failed_save_leaves_the_old_file(tmp_path):

@@ -19,11 +19,14 @@ dataclass:
 Execution model: every step t, each node reads its inputs and computes its
 output; stateless ops map ``[B, *in] -> [B, *out]``, neurons keep state.
 An edge that closes a cycle (a *back edge*) delivers its source's value of
-step t-1 (zeros at t = 0): a one-step delay. `topological_order()` is
-deterministic: back edges are found by a depth-first search from the Input
-nodes (then any unreached node) in insertion order, following each node's
-consumers in edge order; the rest is ordered by Kahn's algorithm with ties
-broken by insertion order. Forward edges deliver the same step's value.
+step t-1 (zeros at t = 0): a one-step delay. Each cycle is cut at the edge
+leaving a neuron (a stateful op) where it has one, so recurrent weights act
+on the previous step's spikes (an Affine on the loop gives its bias from
+t = 0, as in NIR). `topological_order()` is deterministic: cycles are found
+by a depth-first search from the Input nodes (then any unreached node) in
+insertion order, following each node's consumers in edge order; the rest is
+ordered by Kahn's algorithm with ties broken by insertion order. Forward
+edges deliver the same step's value.
 
 Ops (params in brackets are optional; attrs with defaults):
 
@@ -217,13 +220,28 @@ class Graph:
         return [n.name for n in self.nodes.values() for s in n.inputs if s == name]
 
     def back_edges(self) -> set[tuple[str, str]]:
-        """Edges that close a cycle: they deliver the previous step's value."""
+        """Edges that close a cycle: they deliver the previous step's value.
+
+        Each cycle is cut at the edge leaving a stateful node (a neuron) where
+        it has one: the recurrent weights then act on the neuron's previous
+        output, so an Affine on the loop gives its bias from t = 0 on, as NIR
+        and snnTorch's recurrent layers do. A cycle without one is cut where
+        the depth-first search closes it.
+        """
         self._check_dangling()
+        cut: set[tuple[str, str]] = set()
+        while (cycle := self._find_cycle(cut)) is not None:
+            stateful = [e for e in cycle if OPS[self.nodes[e[0]].op].stateful]
+            cut.add(stateful[-1] if stateful else cycle[-1])
+        return cut
+
+    def _find_cycle(self, cut: set) -> list[tuple[str, str]] | None:
+        """The edges of one cycle that avoids `cut` (in order, closing edge last), or None."""
         succ: dict[str, list[str]] = {n: [] for n in self.nodes}
         for s, d in self.edges:
-            succ[s].append(d)
+            if (s, d) not in cut:
+                succ[s].append(d)
         state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = done
-        back: set[tuple[str, str]] = set()
         roots = self.inputs + [n for n in self.nodes if n not in self.inputs]
         for root in roots:
             if root in state:
@@ -237,11 +255,13 @@ class Graph:
                     state[node] = 2
                     stack.pop()
                 elif state.get(nxt) == 1:
-                    back.add((node, nxt))
+                    path = [n for n, _ in stack]
+                    loop = path[path.index(nxt):]
+                    return list(zip(loop, loop[1:])) + [(node, nxt)]
                 elif nxt not in state:
                     state[nxt] = 1
                     stack.append((nxt, iter(succ[nxt])))
-        return back
+        return None
 
     def topological_order(self) -> list[str]:
         back = self.back_edges()
