@@ -1,0 +1,477 @@
+"""NIR -> IR: read a NIR graph (a file or a `nir.NIRGraph`) into cf2neuro's IR.
+
+One import function per NIR node type in `IMPORTERS` (keyed by the NIR
+class). Each returns the IR op, its parameters and attributes; the graph
+walk around them adds the edges. Covered: Input, Output, Affine, Linear,
+Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, LIF, IF, LI, CubaLIF, nested
+NIRGraphs (flattened), and recurrent edges.
+
+Semantics, following NIR and the frameworks that write it (see
+`discretize` for the per-framework table):
+
+- Several edges into one node **sum** (NIR's rule): the IR makes that an
+  explicit ``Add`` node in front of it (named by cf2neuro's
+  ``cf2neuro.add`` metadata when present, else ``<node>.sum``).
+- An edge that closes a cycle is a recurrent connection: the IR delivers
+  the source's previous step there (a one-step delay), as snnTorch's
+  RLeaky/RSynaptic and the NIR paper's Braille network do.
+- LIF, LI and CubaLIF are forward-Euler stepped with dt (the user's, else
+  the graph's ``metadata["dt"]``; neither is an error that says to pass
+  --dt); IF integrates ``v += r·x`` per step. Spikes are binary, fire when
+  ``v > v_threshold`` and reset to ``v_reset`` in the same step.
+- Conv2d's ``input_shape`` may be missing: shapes are inferred from the
+  Input nodes, and a given ``input_shape`` (or Flatten ``input_type``, or
+  Output shape) that disagrees with the inference is an error.
+- NIR ``Flatten`` dims count per-sample dims (NIR's own type inference).
+- cf2neuro's own CF neurons (``metadata["cf2neuro.neuron"] ==
+  "circulate_firing"``) come back as ``CFNeuron`` nodes with their exact
+  θ, β, K and signed, unless ``read_cf_metadata=False``, which reads them as
+  the plain NIR LIF/IF any other tool sees.
+
+Every problem is a `cf2neuro.errors.BadInputError` (CLI exit 2) that names
+the file and node: not a NIR file, an unknown node type, no Input node,
+inconsistent shapes, a missing dt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Callable
+
+import nir
+import numpy as np
+
+from ..errors import BadInputError, UnsupportedError
+from ..ir import Graph, IRError
+from .discretize import lif_to_beta, resolve_dt
+from .export import CF_NEURON, KEY_ADD, KEY_ADD_META, KEY_META, KEY_NEURON, KEY_ORDER
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Context:
+    where: str                 # the file (or "NIR graph") for messages
+    dt: float | None
+    read_cf_metadata: bool
+
+
+Imported = tuple[str, dict, dict]   # (IR op, params, attrs)
+IDENTITY = object()  # stands for a nested graph's inlined Input/Output node
+Importer = Callable[[str, nir.NIRNode, _Context], Imported]
+
+
+def _arr(x) -> np.ndarray:
+    """A NIR field as a numpy array (snnTorch leaves torch tensors in its graphs)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _plain(v):
+    """A metadata value as a plain Python value (h5py gives numpy scalars and bytes)."""
+    if isinstance(v, bytes):
+        return v.decode("utf8")
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def _pair(v, what: str, name: str) -> list[int]:
+    a = _arr(v).astype(np.int64).reshape(-1)
+    if a.size == 1:
+        return [int(a[0])] * 2
+    if a.size != 2:
+        raise BadInputError(f"node {name!r}: {what} must be one int or a pair, got {a.tolist()}")
+    return [int(x) for x in a]
+
+
+def _uniform(a: np.ndarray) -> float | None:
+    """The single value of an array, or None if its elements differ."""
+    a = np.asarray(a).reshape(-1)
+    return float(a[0]) if a.size and np.all(a == a[0]) else None
+
+
+# --- importers ---------------------------------------------------------------
+
+def _input(name, node: nir.Input, ctx) -> Imported:
+    shape = node.input_type.get("input") if node.input_type else None
+    if shape is None:
+        raise BadInputError(f"{ctx.where}: Input node {name!r} has no shape; cf2neuro needs "
+                            f"the per-sample input shape (without batch and time)")
+    return "Input", {}, {"shape": [int(s) for s in _arr(shape).reshape(-1)]}
+
+
+def _output(name, node, ctx) -> Imported:
+    return "Output", {}, {}
+
+
+def _affine(name, node: nir.Affine, ctx) -> Imported:
+    w = _arr(node.weight)
+    if w.ndim != 2:
+        raise UnsupportedError(f"{ctx.where}: node {name!r}: only 2-D Affine/Linear weights "
+                               f"[out, in] are supported, got shape {list(w.shape)}")
+    params = {"weight": w}
+    if getattr(node, "bias", None) is not None:
+        params["bias"] = _arr(node.bias)
+    return "Linear", params, {}
+
+
+def _conv2d(name, node: nir.Conv2d, ctx) -> Imported:
+    w = _arr(node.weight)
+    params = {"weight": w}
+    if _plain(node.metadata.get("has_bias", True)):
+        params["bias"] = _arr(node.bias)
+    pad = node.padding
+    if isinstance(pad, (str, bytes)):
+        pad = _plain(pad)
+        if pad == "valid":
+            pad = 0
+        elif pad == "same" and all(k % 2 for k in w.shape[2:]):
+            d = _pair(node.dilation, "dilation", name)
+            pad = [d[i] * (w.shape[2 + i] - 1) // 2 for i in range(2)]
+        else:
+            raise UnsupportedError(f"{ctx.where}: node {name!r}: padding {pad!r} is supported "
+                                   f"only as 'valid' or 'same' with odd kernels")
+    attrs = {"stride": _pair(node.stride, "stride", name),
+             "padding": _pair(pad, "padding", name),
+             "dilation": _pair(node.dilation, "dilation", name),
+             "groups": int(_plain(node.groups))}
+    return "Conv2d", params, attrs
+
+
+def _pool(op: str) -> Importer:
+    def lower(name, node, ctx) -> Imported:
+        attrs = {"kernel": _pair(node.kernel_size, "kernel_size", name),
+                 "stride": _pair(node.stride, "stride", name),
+                 "padding": _pair(node.padding, "padding", name)}
+        if op == "AvgPool2d":
+            attrs["count_include_pad"] = bool(_plain(node.metadata.get("count_include_pad",
+                                                                      True)))
+        return op, {}, attrs
+    return lower
+
+
+def _flatten(name, node: nir.Flatten, ctx) -> Imported:
+    return "Flatten", {}, {"start_dim": int(_plain(node.start_dim)),
+                           "end_dim": int(_plain(node.end_dim))}
+
+
+def _scale(name, node: nir.Scale, ctx) -> Imported:
+    return "Scale", {"scale": _arr(node.scale)}, {}
+
+
+def _reset(node, ctx) -> dict:
+    """cf2neuro marks reset by subtraction in metadata; NIR itself resets to v_reset."""
+    sub = ctx.read_cf_metadata and _plain(node.metadata.get("reset")) == "subtract"
+    return {"reset": "subtract" if sub else "zero"}
+
+
+def _fields(node, names) -> dict:
+    return {k: _arr(getattr(node, k)) for k in names if getattr(node, k, None) is not None}
+
+
+def _is_cf(node, ctx) -> bool:
+    return ctx.read_cf_metadata and _plain(node.metadata.get(KEY_NEURON)) == CF_NEURON
+
+
+def _cf(name, node, ctx) -> Imported:
+    """A cf2neuro CF neuron written as LIF/IF: exact values from its metadata."""
+    m = {k: _plain(v) for k, v in node.metadata.items()}
+    params = {}
+    for key in ("threshold", "beta"):
+        if f"{key}_array" in m:
+            params[key] = np.asarray(m[f"{key}_array"])
+    theta = m.get("threshold")
+    if theta is None:  # metadata as DESIGN §3 minimally states it: derive θ and β
+        theta = _uniform(_arr(node.v_threshold))
+        if theta is None:
+            params["threshold"], theta = _arr(node.v_threshold), 1.0
+    beta = m.get("beta")
+    if beta is None:
+        if isinstance(node, nir.IF):
+            beta = 1.0
+        else:
+            if ctx.dt is None:
+                raise BadInputError(f"{ctx.where}: CF node {name!r} gives no beta and the "
+                                    f"graph no dt: pass --dt")
+            b = lif_to_beta(node.tau, ctx.dt)
+            beta = _uniform(b)
+            if beta is None:
+                params["beta"], beta = b, 0.5
+    attrs = {"threshold": float(theta), "beta": float(beta), "max_spikes": int(m.get("K", 1)),
+             "signed": bool(m.get("signed", False))}
+    return "CFNeuron", params, attrs
+
+
+def _lif(name, node: nir.LIF, ctx) -> Imported:
+    if _is_cf(node, ctx):
+        return _cf(name, node, ctx)
+    return "LIF", _fields(node, ("tau", "r", "v_leak", "v_threshold", "v_reset")), _reset(node, ctx)
+
+
+def _if(name, node: nir.IF, ctx) -> Imported:
+    if _is_cf(node, ctx):
+        return _cf(name, node, ctx)
+    return "IF", _fields(node, ("r", "v_threshold", "v_reset")), _reset(node, ctx)
+
+
+def _li(name, node: nir.LI, ctx) -> Imported:
+    return "LI", _fields(node, ("tau", "r", "v_leak")), {}
+
+
+def _cubalif(name, node: nir.CubaLIF, ctx) -> Imported:
+    return "CubaLIF", _fields(node, ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold",
+                                     "v_reset", "w_in")), _reset(node, ctx)
+
+
+IMPORTERS: dict[type, Importer] = {
+    nir.Input: _input,
+    nir.Output: _output,
+    nir.Affine: _affine,
+    nir.Linear: _affine,
+    nir.Conv2d: _conv2d,
+    nir.SumPool2d: _pool("SumPool2d"),
+    nir.AvgPool2d: _pool("AvgPool2d"),
+    nir.Flatten: _flatten,
+    nir.Scale: _scale,
+    nir.LIF: _lif,
+    nir.IF: _if,
+    nir.LI: _li,
+    nir.CubaLIF: _cubalif,
+}
+
+
+def _needs_dt(node, ctx) -> bool:
+    """Neurons whose time constants Euler-steps with dt (CF metadata carries β itself)."""
+    if isinstance(node, (nir.LI, nir.CubaLIF)):
+        return True
+    if isinstance(node, nir.LIF):
+        return not (_is_cf(node, ctx) and "beta" in node.metadata)
+    return False
+
+
+# --- reading files -------------------------------------------------------------
+
+def read_nir_file(path: str | PathLike) -> nir.NIRGraph:
+    """`nir.read` behind checks that turn every failure into a BadInputError."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"NIR file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" not in f or not isinstance(f["node"], h5py.Group):
+                raise BadInputError(f"{path} is an HDF5 file but not a NIR graph (it has no "
+                                    f"'node' group); write it with nir.write")
+            _check_types(f["node"], path, "")
+    except OSError as e:
+        raise BadInputError(f"{path} is not a NIR file (not HDF5: {e}); pass a graph written "
+                            f"by nir.write or `cf2neuro export`") from None
+    try:
+        # type_check=False: cf2neuro infers and checks shapes itself, with errors that
+        # name the node (NIR's own check rejects e.g. Rockpool's graphs outright).
+        return nir.read(path, type_check=False)
+    except Exception as e:  # nir.read raises Assertion/Key/Type/ValueErrors alike
+        raise BadInputError(f"{path} is not a readable NIR graph ({type(e).__name__}: "
+                            f"{str(e)[:200]})") from None
+
+
+def _check_types(group, path, prefix: str) -> None:
+    """Name the first node whose type neither NIR nor cf2neuro knows."""
+    if "nodes" not in group:
+        raise BadInputError(f"{path} is not a NIR graph: {prefix or 'the root'} has no nodes")
+    for key, node in group["nodes"].items():
+        t = node.get("type") if hasattr(node, "get") else None
+        t = _plain(t[()]) if t is not None else None
+        if t == "NIRGraph":
+            _check_types(node, path, f"{prefix}{key}.")
+        elif t not in {c.__name__ for c in IMPORTERS}:
+            known = "Conv1d, Delay, Threshold, I, CubaLI"
+            kind = ("a NIR node type cf2neuro does not import" if t in known.split(", ")
+                    else "an unknown node type")
+            raise BadInputError(
+                f"{path}: node {prefix + key!r} has {kind} {t!r}; cf2neuro reads "
+                f"{', '.join(sorted(c.__name__ for c in IMPORTERS))} and nested NIRGraphs")
+
+
+# --- the graph ---------------------------------------------------------------
+
+def _flatten_subgraphs(ng: nir.NIRGraph, prefix: str = ""):
+    """Nodes and edges with nested NIRGraphs inlined; their Input/Output become Identity."""
+    nodes: dict[str, object] = {}
+    redirect_in: dict[str, str] = {}
+    redirect_out: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    for key, node in ng.nodes.items():
+        name = prefix + key
+        if isinstance(node, nir.NIRGraph):
+            sub_nodes, sub_edges = _flatten_subgraphs(node, name + ".")
+            ins = [k for k, v in node.nodes.items() if isinstance(v, nir.Input)]
+            outs = [k for k, v in node.nodes.items() if isinstance(v, nir.Output)]
+            if len(ins) != 1 or len(outs) != 1:
+                raise UnsupportedError(f"subgraph {name!r} has {len(ins)} Input and "
+                                       f"{len(outs)} Output nodes; cf2neuro inlines only "
+                                       f"subgraphs with one of each")
+            for k in (ins[0], outs[0]):
+                sub_nodes[f"{name}.{k}"] = IDENTITY
+            redirect_in[name], redirect_out[name] = f"{name}.{ins[0]}", f"{name}.{outs[0]}"
+            nodes.update(sub_nodes)
+            edges += sub_edges
+        else:
+            nodes[name] = node
+    for a, b in ng.edges:
+        a, b = prefix + _plain(a), prefix + _plain(b)
+        edges.append((redirect_out.get(a, a), redirect_in.get(b, b)))
+    return nodes, edges
+
+
+def _order(nodes: dict, edges, metadata: dict) -> list[str]:
+    """cf2neuro's recorded node order, else breadth-first from the Inputs by edge order."""
+    recorded = metadata.get(KEY_ORDER)
+    if recorded is not None:
+        try:
+            order = json.loads(_plain(recorded))
+            if isinstance(order, list) and set(order) == set(nodes):
+                return order
+        except (json.JSONDecodeError, TypeError):
+            pass
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        succ[a].append(b)
+    order, seen = [], set()
+    queue = deque(n for n, v in nodes.items() if isinstance(v, nir.Input))
+    while queue:
+        n = queue.popleft()
+        if n in seen:
+            continue
+        seen.add(n)
+        order.append(n)
+        queue.extend(succ[n])
+    return order + [n for n in nodes if n not in seen]
+
+
+def from_nir(source: str | PathLike | nir.NIRGraph, dt: float | None = None, *,
+             read_cf_metadata: bool = True) -> Graph:
+    """Read a NIR graph (path or `nir.NIRGraph`) into a validated IR `Graph`.
+
+    `dt` (seconds per step) overrides the graph's ``metadata["dt"]``; one of
+    them is required when the graph has LIF, LI or CubaLIF neurons.
+    """
+    if isinstance(source, nir.NIRGraph):
+        ng, where = source, "the NIR graph"
+    else:
+        ng, where = read_nir_file(source), str(source)
+    metadata = {k: _plain(v) for k, v in (ng.metadata or {}).items()}
+    nodes, edges = _flatten_subgraphs(ng)
+    for a, b in edges:
+        for end in (a, b):
+            if end not in nodes:
+                raise BadInputError(f"{where}: edge ({a!r}, {b!r}) names {end!r}, which is "
+                                    f"not a node of the graph")
+    if not any(isinstance(v, nir.Input) for v in nodes.values()):
+        raise BadInputError(f"{where} has no Input node: cf2neuro needs one to know where "
+                            f"data enters and its shape (add nir.Input(input_type=[...]))")
+    for name, node in nodes.items():
+        if node is not IDENTITY and type(node) not in IMPORTERS:
+            raise BadInputError(f"{where}: node {name!r} has the unsupported NIR type "
+                                f"{type(node).__name__}; cf2neuro reads "
+                                f"{', '.join(sorted(c.__name__ for c in IMPORTERS))}")
+    ctx = _Context(where, None, read_cf_metadata)
+    needs = any(_needs_dt(v, ctx) for v in nodes.values() if v is not IDENTITY)
+    ctx.dt = resolve_dt(dt, metadata.get("dt"), needs, where)
+    graph = _build(nodes, edges, metadata, ctx)
+    try:
+        graph.validate()
+    except IRError as e:
+        raise BadInputError(f"{where}: inconsistent graph: {e}") from None
+    _check_declared_shapes(nodes, graph, where)
+    return graph
+
+
+def _build(nodes: dict, edges, metadata: dict, ctx: _Context) -> Graph:
+    meta = _json(metadata.get(KEY_META))
+    if ctx.dt is not None:
+        meta["dt"] = ctx.dt
+    graph = Graph(meta)
+    sources: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        if a in sources[b]:
+            raise BadInputError(f"{ctx.where}: duplicate edge ({a!r}, {b!r})")
+        sources[b].append(a)
+    for name in _order(nodes, edges, metadata):
+        node = nodes[name]
+        if node is IDENTITY:
+            op, params, attrs, node_meta = "Identity", {}, {}, {}
+        else:
+            op, params, attrs = IMPORTERS[type(node)](name, node, ctx)
+            node_meta = _json(node.metadata.get(KEY_META))
+        ins = sources[name]
+        if op == "Input":
+            if ins:
+                raise BadInputError(f"{ctx.where}: Input node {name!r} has incoming edges "
+                                    f"from {ins}")
+        elif not ins:
+            raise BadInputError(f"{ctx.where}: node {name!r} ({op}) has no incoming edge; "
+                                f"connect it to the Input or remove it")
+        elif len(ins) > 1:  # NIR sums fan-in; the IR says so with an Add
+            m = getattr(node, "metadata", {})
+            add = base = _plain(m.get(KEY_ADD)) or f"{name}.sum"
+            k = 1
+            while add in graph or add in nodes:  # NIR names are taken first
+                add, k = f"{base}_{k}", k + 1
+            graph.add_node(add, "Add", ins, meta=_json(m.get(KEY_ADD_META)) or {
+                "nir": f"fan-in of {name}"})
+            ins = [add]
+        graph.add_node(name, op, ins, params, attrs, node_meta)
+    return graph
+
+
+def _json(raw) -> dict:
+    """A JSON-string metadata entry written by cf2neuro ({} when absent or unreadable)."""
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(_plain(raw))
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _check_declared_shapes(nodes: dict, graph: Graph, where: str) -> None:
+    """What the file declares (Conv2d input_shape, Flatten input_type, Output) vs inference."""
+    for name, node in nodes.items():
+        if node is IDENTITY:
+            continue
+        declared = None
+        if isinstance(node, nir.Conv2d) and node.input_shape is not None:
+            declared = [int(graph[graph[name].inputs[0]].shape[0]),
+                        *(int(s) for s in _arr(node.input_shape).reshape(-1))]
+        elif isinstance(node, nir.Flatten) and node.input_type.get("input") is not None:
+            declared = [int(s) for s in _arr(node.input_type["input"]).reshape(-1)]
+        elif isinstance(node, nir.Output) and node.output_type.get("output") is not None:
+            declared = [int(s) for s in _arr(node.output_type["output"]).reshape(-1)]
+        if declared is None:
+            continue
+        got = list(graph[graph[name].inputs[0]].shape)
+        if declared == got:
+            continue
+        if isinstance(node, nir.Output) and int(np.prod(declared)) == int(np.prod(got)):
+            log.warning("%s: Output %r declares shape %s; the graph gives %s (same size)",
+                        where, name, declared, got)
+            continue
+        raise BadInputError(f"{where}: inconsistent shapes: node {name!r} "
+                            f"({type(node).__name__}) declares input {declared} but its "
+                            f"input is {got} as inferred from the Input node(s)")
