@@ -11,5 +11,10 @@ def test_demo_trains_digits_and_reports(tmp_path, capsys):
     summary = json.loads((out / "demo.json").read_text())
     assert summary["test_accuracy"] > 0.95
     assert (out / "checkpoint" / "model.safetensors").is_file()
+    # exported to NIR, read back, and every test prediction unchanged
+    assert (out / "model.nir").is_file()
+    assert summary["nir_agreement"] == 1.0
+    assert summary["nir_accuracy"] == summary["test_accuracy"]
     printed = capsys.readouterr().out
     assert f"{summary['test_accuracy']:.4f}" in printed and str(out) in printed
+    assert "100.00 % of test predictions equal" in printed
