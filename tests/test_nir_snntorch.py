@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("nirtorch")  # snnTorch's NIR code needs it and does not declare it
-snn = pytest.importorskip("snntorch")
+import nirtorch  # noqa: F401  snnTorch's NIR code needs it and does not declare it
+import snntorch as snn
 import snntorch.utils  # noqa: E402
 from snntorch.export_nir import export_to_nir  # noqa: E402
 from snntorch.import_nir import import_from_nir  # noqa: E402
