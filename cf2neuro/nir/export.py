@@ -89,6 +89,7 @@ from .. import __version__
 from ..errors import UnsupportedError
 from ..fileio import atomic_path
 from ..ir import Graph, Node
+from ..ir.fixed_point import INTEGER_PARAMS
 from .discretize import DEFAULT_DT, cf_to_lif, check_dt
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ KEY_ADD_META = "cf2neuro.add_meta"
 KEY_META = "cf2neuro.meta"
 KEY_ORDER = "cf2neuro.order"
 KEY_VERSION = "cf2neuro.version"
+KEY_FIXED = "cf2neuro.fixed_point"  # integer form of quantized graphs (docs/fixed_point.md)
 
 PASS_THROUGH = {"Add", "Identity"}  # become NIR edges (fan-in sums), not nodes
 
@@ -352,18 +354,36 @@ def to_nir(graph: Graph, dt: float | None = None, strict: bool = False) -> nir.N
         node = EXPORTERS[n.op](n, ctx)
         if n.meta:
             node.metadata[KEY_META] = json.dumps(n.meta, sort_keys=True)
+        fixed = fixed_point_metadata(n)
+        if fixed:
+            node.metadata[KEY_FIXED] = fixed
         nodes[n.name] = node
     _report(ctx, strict)
     edges = _edges(g, nodes)
-    meta = {k: v for k, v in g.meta.items() if k != "dt"}
+    meta = {k: v for k, v in g.meta.items() if k not in ("dt", "fixed_point")}
     metadata = {"dt": dt, KEY_VERSION: __version__, KEY_ORDER: json.dumps(list(nodes))}
     if meta:
         metadata[KEY_META] = json.dumps(meta, sort_keys=True)
+    if isinstance(g.meta.get("fixed_point"), dict):
+        metadata[KEY_FIXED] = dict(g.meta["fixed_point"])
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
     except (ValueError, AssertionError) as e:  # NIR's own type check: a lowering bug
         raise UnsupportedError(f"NIR rejects the exported graph ({e}); please report this "
                                f"with the model's config") from None
+
+
+def fixed_point_metadata(n: Node) -> dict:
+    """A quantized node's integer form as one flat dict: attrs["fixed_point"] + integer arrays.
+
+    Scalars (ints, bools) and integer numpy arrays round-trip through
+    nir.write/nir.read with their dtypes; the importer splits them back.
+    """
+    fp = n.attrs.get("fixed_point")
+    if not isinstance(fp, dict):
+        return {}
+    arrays = {k: np.asarray(n.params[k]) for k in INTEGER_PARAMS.get(n.op, ()) if k in n.params}
+    return {**fp, **arrays}
 
 
 def _report(ctx: _Context, strict: bool) -> None:

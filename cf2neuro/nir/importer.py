@@ -48,8 +48,10 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
 from ..ir import Graph, IRError
+from ..ir.fixed_point import register_integer_params
 from .discretize import lif_to_beta, resolve_dt
-from .export import CF_NEURON, KEY_ADD, KEY_ADD_META, KEY_META, KEY_NEURON, KEY_ORDER
+from .export import (CF_NEURON, KEY_ADD, KEY_ADD_META, KEY_FIXED, KEY_META, KEY_NEURON,
+                     KEY_ORDER)
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +407,8 @@ def _build(nodes: dict, edges, metadata: dict, ctx: _Context) -> Graph:
     meta = _json(metadata.get(KEY_META))
     if ctx.dt is not None:
         meta["dt"] = ctx.dt
+    if isinstance(metadata.get(KEY_FIXED), dict):
+        meta["fixed_point"] = {k: _plain(v) for k, v in metadata[KEY_FIXED].items()}
     graph = Graph(meta)
     sources: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
@@ -418,6 +422,7 @@ def _build(nodes: dict, edges, metadata: dict, ctx: _Context) -> Graph:
         else:
             op, params, attrs = IMPORTERS[type(node)](name, node, ctx)
             node_meta = _json(node.metadata.get(KEY_META))
+            _read_fixed_point(node.metadata.get(KEY_FIXED), params, attrs)
         ins = sources[name]
         if op == "Input":
             if ins:
@@ -437,6 +442,19 @@ def _build(nodes: dict, edges, metadata: dict, ctx: _Context) -> Graph:
             ins = [add]
         graph.add_node(name, op, ins, params, attrs, node_meta)
     return graph
+
+
+def _read_fixed_point(fixed, params: dict, attrs: dict) -> None:
+    """A quantized node's integer form: arrays back to params, scalars to attrs["fixed_point"]."""
+    if not isinstance(fixed, dict):
+        return
+    register_integer_params()
+    attrs["fixed_point"] = {}
+    for k, v in fixed.items():
+        if isinstance(v, np.ndarray) and v.ndim > 0:
+            params[k] = v
+        else:
+            attrs["fixed_point"][k] = _plain(v)
 
 
 def _json(raw) -> dict:

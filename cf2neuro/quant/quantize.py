@@ -1,0 +1,738 @@
+"""Quantize a float IR graph for a fixed-point target (DESIGN §4, docs/fixed_point.md).
+
+    qgraph = quantize(graph, "loihi2", calibration=x)    # a new Graph
+    print(format_report(qgraph))                           # what was clipped/rounded
+
+The algorithm, per neuron layer N (CF, or an imported IF/LIF/CubaLIF run as
+Lava's LIF) and the synaptic ops P feeding it (Linear = Lava Dense, Conv2d,
+SumPool2d; several through an Add):
+
+1. Integer scales. Every value carries a scale σ (integer ≈ σ·float):
+   spikes have σ = 1 (exact integers), the input ``input_scale``; sum
+   pooling keeps its input's σ. N gets one scale S: its integer input is
+   a ≈ S·(float input), its threshold ``vth = round(S·θ)``. The float CF
+   equation is invariant to S, so S only trades resolution for headroom.
+2. Choosing S. Weights are first clipped at the 99.9th percentile c of
+   |w| (per layer, after folding per-neuron gains). With only Dense inputs,
+   the first Dense's mantissas use the full 8-bit range
+   (s = 254/c for mixed-sign weights, 255/c for one sign) and its
+   ``weight_exp`` e puts ``vth = S·θ`` into [V, 2V) with S = σ·s·2^e
+   (V = 2048 for CF, 1024 for Lava LIF: far above the ~75 units below which
+   accuracy drops, far below the 24-bit state). A Conv has no exponent in
+   Lava (``weight_exp`` is ignored), so with Conv inputs S = 254·σ/c of the
+   tightest Conv: the conv's scale lands in the next layer's vth and bias.
+   vth is capped at 2^17 - 1 for CF (64 θ of 24-bit headroom) and at 4096 for
+   Lava LIF (its state counts 64 units per vth unit: 32 θ of headroom).
+3. Mantissas. Every other Dense input gets its own e so its mantissas fit;
+   mantissas are rounded to the nearest **even** value in mixed sign mode
+   (Lava drops the LSB: round-then-floor would bias every weight down) and
+   clipped to the sign mode's range; the result is a fixed point of Lava's
+   own weight legalization.
+4. Bias and decay. The layer bias (the producers' biases, per-step leak
+   constants) is ``bias_v = S·b`` in the state's units (×64 for Lava LIF,
+   whose input is ``a << 6``), stored as a 13-bit mantissa and the smallest
+   exponent in 0..7 that fits it (the input layer, with its large σ, needs
+   one). CF: ``dv = round((1-β)·4096)``. LIF: ``du = 4095`` (no current
+   memory), ``dv = round(4096·dt/τ)``; CubaLIF: ``du = round(4096·dt/τ_syn)
+   - 1``, ``dv = round(4096·dt/τ_mem)``, the synaptic gains folded into
+   the weights. A CubaLIF's input bias enters the current in the float
+   model but Lava's bias enters v: its steady-state value is used (the
+   first ~τ_syn/dt steps differ; reported).
+5. Payloads. Each synaptic op's ``num_message_bits`` comes from what it
+   reads: 0 for binary spikes (Lava casts the input to bool), the bits of
+   [-K, K] for CF spikes, of the pooled sum for sum pooling, ``input_bits``
+   for the analog input (x_int = round(x·input_scale)).
+6. The readout (a Linear read by an Output) gets full-range mantissas,
+   e = 0, its own scale (``output_scale``) and an integer ``bias_int`` the
+   runner adds to its output each step.
+7. AvgPool2d becomes SumPool2d with 1/k² folded into its consumer's weights.
+
+Refusals (`UnsupportedError`, with the reason): ops without a fixed-point
+form (Attention, MaxPool2d, Permute, Mean, unfolded BatchNorm, Scale, LI),
+Linear over tokens, reset by subtraction or non-zero v_reset for LIF/IF,
+per-neuron time constants, Adds of spikes (no synapse on a path), paths of
+unequal synaptic depth, a layer over the target's fan-in, more neurons
+than the chip holds, and on binary targets (``loihi``): signed or graded
+(K > 1) spikes, graded inputs, sum pooling.
+
+The report of every node (clipped fraction, rounding errors relative to the
+clip value, chosen exponents, vth, dv, warnings) is in
+``node.meta["quant"]`` and travels with the graph (and its NIR file).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir.fixed_point import (DECAY_UNITY, LAVA_LIF_OPS, LIF_SHIFT, STATE_MAX, SYNAPTIC,
+                              graph_latency, lava_dense_weights, payload_bits, pipeline_depths,
+                              register_integer_params, sign_mode)
+from ..ir.graph import Graph, Node
+from ..ir.passes import run_passes
+from ..targets import NumericFormat, Target, load_target
+
+log = logging.getLogger(__name__)
+register_integer_params()
+
+NEURONS = frozenset({"CFNeuron"}) | LAVA_LIF_OPS
+SUPPORTED = NEURONS | SYNAPTIC | {"Input", "Output", "Flatten", "Add", "AvgPool2d"}
+NO_FIXED_POINT = {
+    "Attention": "spiking self-attention multiplies two activations; Lava has no process "
+                 "for it (only fixed weights)",
+    "MaxPool2d": "max pooling has no Lava fixed-point process; use average (sum) pooling",
+    "Permute": "no Lava process permutes a tensor between layers",
+    "Mean": "no Lava process averages over tokens or dims",
+    "BatchNorm": "batch norm must be folded into the preceding Conv2d/Linear first "
+                 "(cf2neuro.ir.passes.fold_batchnorm)",
+    "Scale": "an element-wise gain has no Lava process; fold it into a neighbouring weight",
+    "LI": "a leaky integrator reads out a membrane potential; Lava's LIF sends spikes only",
+    "Identity": "internal: identities are removed before quantization",
+}
+
+
+@dataclass
+class QuantOptions:
+    """Knobs of `quantize` (defaults measured on digits, see the module docstring)."""
+
+    clip_percentile: float = 99.9   # clip weights at this percentile of |w|, per layer
+    cf_vth: int = 2048              # CF layers with Dense inputs: vth in [cf_vth, 2·cf_vth)
+    lif_vth: int = 1024             # the same for Lava-LIF layers
+    lif_vth_max: int = 4096         # Lava LIF: v saturates at 2^23 = 64·vth·(headroom)
+    min_vth: int = 75               # below this the report warns (accuracy starts to drop)
+    input_bits: int | None = None   # default: the target's
+    input_range: float | None = None  # max |x| of analog inputs (default: calibration, else 1)
+
+
+# --- small helpers -------------------------------------------------------------
+
+def _where(node: Node) -> str:
+    return node.where()
+
+
+def _uniform(a, what: str, node: Node) -> float:
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    if a.size == 0 or not np.allclose(a, a[0], rtol=1e-6, atol=0):
+        raise UnsupportedError(f"{_where(node)}: {what} differs between neurons; Lava's "
+                               f"LIF/CF process takes one value per layer")
+    return float(a[0])
+
+
+def _round_even_mantissa(x: np.ndarray) -> np.ndarray:
+    """Nearest even integer (ties of x/2 to even): mixed-sign Loihi mantissas."""
+    return 2.0 * np.round(x / 2.0)
+
+
+def quantize_mantissas(w: np.ndarray, clip: float, scale: float, fmt: NumericFormat):
+    """8-bit mantissas of `w` clipped at ±clip, times `scale`; (mantissas, report).
+
+    Mixed sign: nearest even value in [-2^bits, 2^bits - 2]; one sign: nearest
+    value in [0, 2^bits - 1] (or its negative). The report gives the clipped
+    fraction and the max/mean rounding error relative to the clip value.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    mode = sign_mode(w)
+    top = fmt.weight_mant_max                      # 255
+    wc = np.clip(w, -clip, clip)
+    x = wc * scale
+    if mode == "mixed":
+        m = np.clip(_round_even_mantissa(x), -(top + 1), top - 1)
+    elif mode == "excitatory":
+        m = np.clip(np.round(x), 0, top)
+    else:
+        m = np.clip(np.round(x), -top, 0)
+    m = m.astype(np.int16)
+    denom = clip if clip > 0 else 1.0
+    err = np.abs(wc - m / scale) / denom if scale > 0 else np.zeros_like(w)
+    rep = {"sign_mode": mode, "clip": float(clip), "mantissa_scale": float(scale),
+           "clipped_fraction": float(np.mean(np.abs(w) > clip)) if w.size else 0.0,
+           "round_err_max": float(err.max()) if w.size else 0.0,
+           "round_err_mean": float(err.mean()) if w.size else 0.0,
+           "mantissa_max": int(np.abs(m).max()) if w.size else 0}
+    return m, rep
+
+
+def _mant_full(mode: str, fmt: NumericFormat) -> int:
+    """Largest mantissa magnitude of a sign mode: 254 mixed (LSB dropped), 255 one sign."""
+    return fmt.weight_mant_max - 1 if mode == "mixed" else fmt.weight_mant_max
+
+
+def _clip_value(w: np.ndarray, pct: float) -> float:
+    a = np.abs(np.asarray(w, dtype=np.float64)).reshape(-1)
+    return float(np.percentile(a, pct)) if a.size else 0.0
+
+
+def quantize_bias(bias_v: np.ndarray, fmt: NumericFormat):
+    """(mantissa int32, exponent, report) for a bias in state units."""
+    lo, hi = fmt.bias_mant_range
+    b = np.asarray(bias_v, dtype=np.float64)
+    big = float(np.abs(b).max()) if b.size else 0.0
+    exp = fmt.bias_exp_min
+    while exp < fmt.bias_exp_max and big / 2.0 ** exp > hi + 0.5:
+        exp += 1
+    mant = np.clip(np.round(b / 2.0 ** exp), lo, hi).astype(np.int32)
+    rep = {"bias_exp": int(exp),
+           "bias_clipped_fraction": float(np.mean(np.abs(np.round(b / 2.0 ** exp)) > hi))
+           if b.size else 0.0,
+           "bias_err_max_units": float(np.abs(b - mant * 2.0 ** exp).max()) if b.size else 0.0}
+    return mant, exp, rep
+
+
+# --- neuron models: how the float neuron maps to the integer one ----------------
+
+@dataclass
+class _NeuronMap:
+    kind: str               # "cf" or "lava_lif"
+    theta: float            # threshold in the (gain-normalized) float units
+    gain: np.ndarray        # per-neuron gain on the input, folded into the weights
+    bias_factor: float      # multiplies the producers' biases (CubaLIF steady state)
+    const: np.ndarray       # per-step constant into v (float units, before S)
+    state_units: int        # 1 (CF) or 64 (Lava LIF: v is a << 6)
+    attrs: dict             # integer attrs besides vth / bias_exp
+    notes: list
+
+
+def _map_cf(n: Node, dt) -> _NeuronMap:
+    a = n.attrs
+    beta = _uniform(n.params["beta"], "beta", n) if "beta" in n.params else float(a["beta"])
+    if "threshold" in n.params:
+        theta_arr = np.broadcast_to(np.asarray(n.params["threshold"], np.float64), n.shape)
+        if np.any(theta_arr <= 0):
+            raise UnsupportedError(f"{_where(n)}: thresholds must be > 0")
+        gain, theta = 1.0 / theta_arr, 1.0
+    else:
+        gain, theta = np.ones(n.shape), float(a["threshold"])
+    dv = int(round((1.0 - beta) * DECAY_UNITY))
+    notes = []
+    if abs((1 - dv / DECAY_UNITY) - beta) > 1e-12:
+        notes.append(f"beta {beta:g} -> {1 - dv / DECAY_UNITY:.6g} (dv = {dv})")
+    return _NeuronMap("cf", theta, np.asarray(gain, np.float64), 1.0, np.zeros(n.shape), 1,
+                      {"dv": dv, "max_spikes": int(a["max_spikes"]), "signed": bool(a["signed"])},
+                      notes)
+
+
+def _decay(alpha: float, what: str, offset: int, notes: list) -> int:
+    d = int(round(alpha * DECAY_UNITY)) - offset
+    if not 0 <= d <= DECAY_UNITY - 1:
+        notes.append(f"{what} = {d} outside 0..4095 (dt/tau = {alpha:g}); clipped")
+        d = min(max(d, 0), DECAY_UNITY - 1)
+    return d
+
+
+def _map_lif(n: Node, dt) -> _NeuronMap:
+    p, notes = n.params, []
+    if n.attrs.get("reset", "zero") != "zero":
+        raise UnsupportedError(f"{_where(n)}: reset by subtraction; Lava's LIF resets to zero "
+                               f"(a CF neuron with K=1, signed=False subtracts)")
+    if "v_reset" in p and np.any(np.asarray(p["v_reset"]) != 0):
+        raise UnsupportedError(f"{_where(n)}: v_reset != 0; Lava's LIF resets v to 0")
+    thr = np.broadcast_to(np.asarray(p["v_threshold"], np.float64), n.shape)
+    if np.any(thr <= 0):
+        raise UnsupportedError(f"{_where(n)}: v_threshold must be > 0 for Lava's LIF")
+    uniform_thr = np.allclose(thr, thr.reshape(-1)[0], rtol=1e-6, atol=0)
+    theta = float(thr.reshape(-1)[0]) if uniform_thr else 1.0
+    norm = np.ones(n.shape) if uniform_thr else 1.0 / thr
+    r = np.broadcast_to(np.asarray(p["r"], np.float64), n.shape)
+    bias_factor, const = 1.0, np.zeros(n.shape)
+    if n.op == "IF":
+        gain, du, dv = r, DECAY_UNITY - 1, 0
+    else:
+        if dt is None:
+            raise UnsupportedError(f"{_where(n)} needs the graph's dt (meta['dt'])")
+        leak = np.broadcast_to(np.asarray(p["v_leak"], np.float64), n.shape)
+        if n.op == "LIF":
+            alpha = dt / _uniform(p["tau"], "tau", n)
+            gain, const = alpha * r, alpha * leak
+            du, dv = DECAY_UNITY - 1, _decay(alpha, "dv", 0, notes)
+        else:  # CubaLIF
+            a_syn = dt / _uniform(p["tau_syn"], "tau_syn", n)
+            a_mem = dt / _uniform(p["tau_mem"], "tau_mem", n)
+            w_in = np.broadcast_to(np.asarray(p.get("w_in", 1.0), np.float64), n.shape)
+            gain, const = a_mem * r * a_syn * w_in, a_mem * leak
+            bias_factor = 1.0 / a_syn
+            du = _decay(a_syn, "du", 1, notes)
+            dv = _decay(a_mem, "dv", 0, notes)
+    return _NeuronMap("lava_lif", theta, gain * norm, bias_factor, const * norm, 1 << LIF_SHIFT,
+                      {"du": int(du), "dv": int(dv)}, notes)
+
+
+NEURON_MAPS = {"CFNeuron": _map_cf, "LIF": _map_lif, "IF": _map_lif, "CubaLIF": _map_lif}
+
+
+# --- the quantizer ----------------------------------------------------------------
+
+@dataclass
+class _Source:
+    sigma: float     # integer ≈ sigma · float
+    maxabs: int      # largest |integer| it sends
+    signed: bool
+    binary: bool     # 0/1 spikes: the consumer may take num_message_bits = 0
+
+
+class _Quantizer:
+    def __init__(self, g: Graph, target: Target, opts: QuantOptions, inp: dict):
+        self.g, self.t, self.fmt, self.opts, self.inp = g, target, target.numeric, opts, inp
+        self.back = g.back_edges()
+        self.scale_out: dict[str, float] = {}   # synaptic op -> scale of its integer output
+        self.done: set[str] = set()
+
+    # where values come from ------------------------------------------------
+    def source(self, name: str) -> _Source:
+        n = self.g[name]
+        if n.op == "Input":
+            i = self.inp
+            hi = 1 if i["bits"] == 0 else (1 << (i["bits"] - int(i["signed"]))) - 1
+            return _Source(i["scale"], hi, i["signed"], i["bits"] == 0)
+        if n.op == "CFNeuron":
+            k, s = int(n.attrs["max_spikes"]), bool(n.attrs["signed"])
+            return _Source(1.0, k, s, k == 1 and not s)
+        if n.op in LAVA_LIF_OPS:
+            return _Source(1.0, 1, False, True)
+        if n.op == "Flatten":
+            return self.source(n.inputs[0])
+        if n.op == "SumPool2d":
+            s = self.source(n.inputs[0])
+            k = n.attrs["kernel"]
+            k = k[0] * k[1] if isinstance(k, list) else k * k
+            return _Source(s.sigma, s.maxabs * k, s.signed, False)
+        if n.op in ("Linear", "Conv2d"):
+            self.synaptic_chain(n)
+            return _Source(self.scale_out[name], STATE_MAX, True, False)
+        raise UnsupportedError(f"{_where(n)} feeds a synaptic op, but Lava has no way to send "
+                               f"its {n.op} output as spikes")
+
+    def message_bits(self, node: Node) -> int:
+        s = self.source(node.inputs[0])
+        if s.binary:
+            return 0
+        bits = payload_bits(s.maxabs, s.signed)
+        if not self.fmt.graded_spikes:
+            raise UnsupportedError(
+                f"{_where(node)} reads graded{' signed' if s.signed else ''} values (up to "
+                f"{s.maxabs}) from {node.inputs[0]!r}; target {self.t.name} carries binary "
+                f"spikes only. Use a target with graded spikes (loihi2)")
+        if bits > self.fmt.spike_payload_bits:
+            raise UnsupportedError(f"{_where(node)} needs {bits}-bit spike payloads; target "
+                                   f"{self.t.name} carries {self.fmt.spike_payload_bits}")
+        return bits
+
+    # the layers ----------------------------------------------------------------
+    def producers(self, n: Node) -> list[Node]:
+        """The synaptic ops that alone feed neuron n (directly or through Adds)."""
+        out, todo = [], [n.inputs[0]]
+        while todo:
+            p = self.g[todo.pop(0)]
+            readers = self.g.consumers(p.name)
+            if p.op == "Add":
+                todo.extend(p.inputs)
+            elif p.op in SYNAPTIC:
+                out.append(p)
+            else:
+                raise UnsupportedError(
+                    f"{_where(n)} reads {p.name!r} ({p.op}) without a synapse between: Lava "
+                    f"neurons take input only through Dense/Conv connections (a residual "
+                    f"shortcut of spikes needs an identity connection)")
+            if len(readers) != 1:
+                raise UnsupportedError(f"{_where(p)} is read by {readers}; in Lava a "
+                                       f"connection feeds one neuron layer")
+        return out
+
+    def neuron(self, n: Node) -> None:
+        fmt, opts = self.fmt, self.opts
+        nm = NEURON_MAPS[n.op](n, self.g.meta.get("dt"))
+        prods = self.producers(n)
+        notes = list(nm.notes)
+        # Effective weights (per-neuron gains folded in) and clip values.
+        eff = {p.name: self._effective(p, n, nm.gain) for p in prods}
+        fixed = [p for p in prods if p.op == "SumPool2d"]
+        convs = [p for p in prods if p.op == "Conv2d"]
+        dense = [p for p in prods if p.op == "Linear"]
+        # CF: vth < 2^17 keeps 64 θ of 24-bit state; Lava LIF's state is 64·vth per θ, so
+        # its cap is lower (4096: 32 θ of headroom for negative excursions).
+        vth_cap = fmt.vth_max if nm.kind == "cf" else min(fmt.vth_max, opts.lif_vth_max)
+        if fixed:
+            gains = np.unique(np.round(nm.gain, 12))
+            if gains.size != 1 or gains[0] <= 0:
+                raise UnsupportedError(f"{_where(n)}: sum pooling feeds it directly, so its "
+                                       f"input gain must be one positive number")
+            sigmas = {self.source(p.inputs[0]).sigma for p in fixed}
+            if len(sigmas) != 1:
+                raise UnsupportedError(f"{_where(n)}: sum pools of different scales feed it")
+            scale = sigmas.pop() / float(gains[0])
+        elif convs:
+            caps = []
+            for p in convs:
+                w, c = eff[p.name]
+                caps.append(_mant_full(sign_mode(w), fmt) * self.source(p.inputs[0]).sigma
+                            / c if c > 0 else math.inf)
+            scale = min(caps)
+            if not math.isfinite(scale):
+                scale = opts.cf_vth / nm.theta
+            scale = min(scale, vth_cap / nm.theta)
+        else:
+            p = dense[0]
+            w, c = eff[p.name]
+            s_full = (_mant_full(sign_mode(w), fmt) / c if c > 0 else 1.0) \
+                * self.source(p.inputs[0]).sigma
+            target = opts.cf_vth if nm.kind == "cf" else opts.lif_vth
+            e = math.ceil(math.log2(target / (s_full * nm.theta)) - 1e-9)
+            e = min(max(e, fmt.weight_exp_min), fmt.weight_exp_max)
+            scale = min(s_full * 2.0 ** e, vth_cap / nm.theta)
+        # A bias too large for its mantissa and exponent at this scale: halve the scale
+        # (one weight exponent less) while vth stays well above min_vth.
+        bias_f = nm.gain * nm.bias_factor * self._bias(prods, n) + nm.const
+        lo, hi = fmt.bias_mant_range
+        fits = hi * 2.0 ** fmt.bias_exp_max
+        big = float(np.abs(bias_f).max(initial=0.0)) * nm.state_units
+        while not fixed and big * scale > fits and round(scale * nm.theta / 2) >= 4 * opts.min_vth:
+            scale /= 2
+        vth = int(round(scale * nm.theta))
+        if vth < 1:
+            raise UnsupportedError(f"{_where(n)}: its threshold rounds to {vth} units at scale "
+                                   f"{scale:g}; the layer cannot be represented")
+        if vth < opts.min_vth:
+            notes.append(f"vth = {vth} < {opts.min_vth}: threshold resolution costs accuracy")
+        # Producers' mantissas at that scale.
+        for p in prods:
+            self.synaptic(p, scale, eff.get(p.name))
+        if nm.bias_factor != 1.0 and np.any(self._bias(prods, n) != 0):
+            notes.append("CubaLIF input bias: Lava adds bias to v, not to the current; its "
+                         "steady-state value is used (the first ~tau_syn/dt steps differ)")
+        bias_v = bias_f * scale * nm.state_units
+        mant, bexp, brep = quantize_bias(np.broadcast_to(bias_v, n.shape), fmt)
+        if brep["bias_clipped_fraction"] > 0:
+            notes.append(f"{brep['bias_clipped_fraction']:.1%} of biases clipped at the "
+                         f"{fmt.bias_mant_bits}-bit mantissa with exponent {bexp}")
+        n.params["bias_mant"] = mant
+        fp = {"vth": vth, **nm.attrs, "bias_exp": int(bexp)}
+        n.attrs["fixed_point"] = fp
+        worst = self._worst_case(prods, eff, scale) * nm.state_units + \
+            float(np.abs(bias_v).max(initial=0.0))
+        if worst > STATE_MAX:
+            notes.append(f"a worst-case step input ({worst:.3g} units) exceeds the 24-bit state; "
+                         f"saturates only under extreme inputs")
+        berr = brep.pop("bias_err_max_units") / (vth * nm.state_units)
+        n.meta["quant"] = {"kind": "neuron", "model": nm.kind, "scale": float(scale),
+                           "vth": vth, "vth_rel_err": abs(vth - scale * nm.theta) / vth,
+                           "dv": int(nm.attrs["dv"]), **brep, "bias_err_max_thresholds": berr,
+                           "worst_case_step_over_state": worst / STATE_MAX, "notes": notes}
+        self.done.add(n.name)
+
+    @staticmethod
+    def _bias(prods: list[Node], n: Node) -> np.ndarray:
+        """The producers' float biases summed, per neuron of n."""
+        bias = np.zeros(n.shape)
+        for p in prods:
+            if "bias" in p.params:
+                b = np.asarray(p.params["bias"], np.float64)
+                bias = bias + (b.reshape(-1, 1, 1) if p.op == "Conv2d" else b)
+        return bias
+
+    def _effective(self, p: Node, n: Node, gain: np.ndarray):
+        """(float weights with the neuron's per-neuron gain folded in, clip value)."""
+        if p.op == "SumPool2d":
+            return None
+        w = np.asarray(p.params["weight"], np.float64)
+        g = np.broadcast_to(gain, n.shape)
+        if p.op == "Linear":
+            w = w * g.reshape(-1, 1)
+        else:
+            gc = g.reshape(g.shape[0], -1)
+            if not np.allclose(gc, gc[:, :1], rtol=1e-9, atol=0):
+                raise UnsupportedError(f"{_where(n)}: its per-neuron gain (r/θ, time constants) "
+                                       f"varies within a channel; a Conv can fold only one "
+                                       f"gain per output channel")
+            w = w * gc[:, 0].reshape(-1, 1, 1, 1)
+        return w, _clip_value(w, self.opts.clip_percentile)
+
+    def _worst_case(self, prods, eff, scale) -> float:
+        total = 0.0
+        for p in prods:
+            src = self.source(p.inputs[0])
+            if p.op == "SumPool2d":
+                total += src.maxabs / src.sigma * scale
+                continue
+            w, _ = eff[p.name]
+            rows = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+            total += float(rows.max(initial=0.0)) * src.maxabs / src.sigma * scale
+        return total
+
+    def synaptic(self, p: Node, scale: float, eff) -> None:
+        """Integer form of a Linear/Conv2d/SumPool2d whose output has integer scale `scale`."""
+        fmt = self.fmt
+        self._check_fan_in(p)
+        nmb = self.message_bits(p)
+        if p.op == "SumPool2d":
+            p.attrs["fixed_point"] = {"num_message_bits": nmb}
+            p.meta["quant"] = {"kind": "sumpool", "num_message_bits": nmb}
+            self.scale_out[p.name] = scale
+            return
+        w, c = eff if eff is not None else (np.asarray(p.params["weight"], np.float64),
+                                            _clip_value(p.params["weight"],
+                                                        self.opts.clip_percentile))
+        sigma = self.source(p.inputs[0]).sigma
+        full = _mant_full(sign_mode(w), fmt)
+        fp: dict = {}
+        if p.op == "Linear":
+            if len(self.g[p.inputs[0]].shape) != 1:
+                raise UnsupportedError(f"{_where(p)} acts on {list(self.g[p.inputs[0]].shape)} "
+                                       f"(tokens); Lava's Dense maps one vector")
+            e = math.ceil(math.log2(scale * c / (sigma * full)) - 1e-9) if c > 0 else 0
+            clamped = min(max(e, fmt.weight_exp_min), fmt.weight_exp_max)
+            s = scale / (sigma * 2.0 ** clamped)
+            fp["weight_exp"] = int(clamped)
+        else:
+            e = clamped = 0
+            s = scale / sigma
+        m, rep = quantize_mantissas(w, c, s, fmt)
+        if p.op == "Linear":
+            assert np.array_equal(lava_dense_weights(m), m), "mantissas not Lava-legal"
+        notes = []
+        if clamped != e:
+            notes.append(f"weight_exp {e} outside {fmt.weight_exp_min}..{fmt.weight_exp_max}: "
+                         f"{'mantissas clip' if clamped < e else 'mantissas lose resolution'}")
+        p.params["weight_mant"] = m
+        fp["num_message_bits"] = nmb
+        p.attrs["fixed_point"] = fp
+        p.meta["quant"] = {"kind": p.op.lower(), "scale": float(scale), "input_scale":
+                           float(sigma), **fp, **rep, "notes": notes}
+        self.scale_out[p.name] = scale
+
+    def synaptic_chain(self, p: Node) -> None:
+        """A Linear/Conv2d that feeds another synaptic op or the Output (no neuron)."""
+        if p.name in self.scale_out:
+            return
+        if np.any(np.asarray(p.params.get("bias", 0.0)) != 0):
+            readout = all(self.g[c].op == "Output" for c in self.g.consumers(p.name))
+            if not readout:
+                raise UnsupportedError(f"{_where(p)} has a bias but feeds no neuron; Lava's "
+                                       f"Dense/Conv have no bias (it lives in the neuron)")
+        w = np.asarray(p.params["weight"], np.float64)
+        c = _clip_value(w, self.opts.clip_percentile)
+        sigma = self.source(p.inputs[0]).sigma
+        scale = (_mant_full(sign_mode(w), self.fmt) / c if c > 0 else 1.0) * sigma
+        self.synaptic(p, scale, (w, c))
+        if "bias" in p.params:  # the readout: the runner adds it to a each step
+            p.params["bias_int"] = np.round(np.asarray(p.params["bias"], np.float64)
+                                            * scale).astype(np.int64)
+
+    def _check_fan_in(self, p: Node) -> None:
+        limit = self.t.limit("fan_in")
+        if limit is None:
+            return
+        if p.op == "Linear":
+            fan = p.params["weight"].shape[1]
+        elif p.op == "Conv2d":
+            fan = int(np.prod(p.params["weight"].shape[1:]))
+        else:
+            k = p.attrs["kernel"]
+            fan = k[0] * k[1] if isinstance(k, list) else k * k
+        if fan > limit:
+            raise UnsupportedError(f"{_where(p)} has fan-in {fan}, over target {self.t.name}'s "
+                                   f"limit of {limit} ({self.t.resources['fan_in'].source})")
+
+    def run(self) -> None:
+        for n in self.g:  # topological order
+            if n.op in NEURONS:
+                self.neuron(n)
+        for n in self.g:
+            if n.op in ("Linear", "Conv2d") and n.name not in self.scale_out:
+                self.synaptic_chain(n)
+            elif n.op == "SumPool2d" and n.name not in self.scale_out:
+                self.synaptic(n, self.source(n.inputs[0]).sigma, None)
+
+
+# --- graph-level steps ------------------------------------------------------------
+
+def _refuse(g: Graph, target: Target) -> None:
+    bad = [n for n in g.nodes.values() if n.op not in SUPPORTED]
+    if bad:
+        bad.sort(key=lambda n: n.op != "Attention")  # the headline reason first
+        n = bad[0]
+        reason = NO_FIXED_POINT.get(n.op, "cf2neuro has no fixed-point form for it")
+        more = (f" (and {len(bad) - 1} more: {sorted({b.op for b in bad[1:]})})"
+                if len(bad) > 1 else "")
+        raise UnsupportedError(f"target {target.name} cannot run {_where(n)}: {reason}{more}")
+    fmt = target.numeric
+    if not fmt.graded_spikes or not fmt.signed_spikes:
+        for n in g.nodes.values():
+            if n.op != "CFNeuron":
+                continue
+            k, s = int(n.attrs["max_spikes"]), bool(n.attrs["signed"])
+            if (s and not fmt.signed_spikes) or (k > 1 and not fmt.graded_spikes):
+                what = " and ".join(x for x in ("signed (negative) spikes" if s else "",
+                                                f"graded spikes up to K={k}" if k > 1 else "")
+                                    if x)
+                raise UnsupportedError(
+                    f"target {target.name} cannot run {_where(n)}: it sends {what}, and "
+                    f"{target.name} carries binary spikes only. Train with "
+                    f"--neuron max_spikes=1 --neuron signed=false, or use loihi2")
+    limit, per_core = target.limit("cores"), target.limit("neurons_per_core")
+    if limit and per_core:
+        total = sum(int(np.prod(n.shape)) for n in g.nodes.values() if n.op in NEURONS)
+        if total > limit * per_core:
+            raise UnsupportedError(f"the graph has {total} neurons; target {target.name} holds "
+                                   f"{limit} cores x {per_core} neurons = {limit * per_core}")
+
+
+def _avgpool_to_sumpool(g: Graph) -> None:
+    """AvgPool2d -> SumPool2d, its 1/k² folded into the consuming Linear/Conv2d weights."""
+    for n in [n for n in g.nodes.values() if n.op == "AvgPool2d"]:
+        k = n.attrs["kernel"]
+        kh, kw = (k, k) if isinstance(k, int) else k
+        pad = n.attrs["padding"]
+        if not n.attrs.get("count_include_pad", True) and any(
+                (pad if isinstance(pad, list) else [pad])):
+            raise UnsupportedError(f"{_where(n)}: average pooling that excludes padding from "
+                                   f"its count has no sum-pooling form")
+        users, todo = [], list(g.consumers(n.name))
+        while todo:
+            u = g[todo.pop()]
+            if u.op == "Flatten":
+                todo.extend(g.consumers(u.name))
+            elif u.op in ("Linear", "Conv2d"):
+                users.append(u)
+            else:
+                raise UnsupportedError(f"{_where(n)} feeds {u.name!r} ({u.op}); its 1/k² can "
+                                       f"only fold into a following Linear/Conv2d")
+        for u in users:
+            w = u.params["weight"]
+            u.params["weight"] = (w.astype(np.float64) / (kh * kw)).astype(w.dtype)
+            u.meta["pool_folded"] = [*u.meta.get("pool_folded", []), n.name]
+        n.op = "SumPool2d"
+        n.attrs = {"kernel": n.attrs["kernel"], "stride": n.attrs["stride"],
+                   "padding": n.attrs["padding"]}
+        n.meta["from"] = "AvgPool2d"
+
+
+def _input_format(target: Target, opts: QuantOptions, calibration) -> dict:
+    """input_scale, input_bits (0 = binary spikes), input_signed."""
+    fmt = target.numeric
+    x = None if calibration is None else np.asarray(calibration, dtype=np.float64)
+    if x is not None and x.size and not np.all(np.isfinite(x)):
+        raise UnsupportedError("calibration inputs contain NaN or infinite values")
+    binary = x is not None and x.size > 0 and bool(np.all((x == 0) | (x == 1)))
+    if not fmt.graded_spikes:
+        if x is not None and not binary:
+            raise UnsupportedError(f"target {target.name} takes binary input spikes only; the "
+                                   f"inputs hold other values (e.g. analog pixels). Encode them "
+                                   f"as spikes (--encoding poisson) or use loihi2")
+        return {"scale": 1.0, "bits": 0, "signed": False}
+    if binary:
+        return {"scale": 1.0, "bits": 0, "signed": False}
+    bits = int(opts.input_bits if opts.input_bits is not None else fmt.input_bits)
+    signed = True if x is None or not x.size else bool(x.min() < 0)
+    hi = (1 << (bits - int(signed))) - 1
+    if x is not None and x.size and np.all(x == np.round(x)) and np.abs(x).max() <= hi:
+        # integer data (event counts) that fits: no rounding at all
+        top = int(np.abs(x).max())
+        return {"scale": 1.0, "bits": max(payload_bits(max(top, 1), signed), bits),
+                "signed": signed}
+    rng = opts.input_range
+    if rng is None and x is not None and x.size:
+        grid = _grid_scale(x, hi)
+        if grid is not None:  # values on a grid (pixels k/16): represented exactly
+            return {"scale": grid, "bits": bits, "signed": signed}
+        rng = float(np.abs(x).max())
+    if rng is None or not rng > 0:
+        rng = 1.0
+    return {"scale": hi / rng, "bits": bits, "signed": signed}
+
+
+def _grid_scale(x: np.ndarray, hi: int) -> float | None:
+    """The largest scale <= hi/max|x| that maps every value to an integer, if there is one.
+
+    Data quantized on a grid (8-bit images, pixels k/16) is then represented
+    exactly: scale = m/q for the grid step q and the largest integer m with
+    m·max|x|/q <= hi.
+    """
+    v = np.unique(np.abs(x.reshape(-1)))
+    v = v[v > 0]
+    if v.size == 0:
+        return None
+    steps = np.diff(np.concatenate([[0.0], v]))
+    q = float(steps.min())
+    k = v / q
+    if q <= 0 or not np.allclose(k, np.round(k), rtol=0, atol=1e-4) or v[-1] / q > hi:
+        return None
+    m = int(np.floor(hi * q / v[-1] + 1e-9))
+    return m / q if m >= 1 else None
+
+
+def quantize(graph: Graph, target: str | Target = "loihi2", *, calibration=None,
+             input_range: float | None = None, options: QuantOptions | None = None) -> Graph:
+    """A new graph with every computing node's integer form for `target`.
+
+    `graph` is a float IR graph (a traced checkpoint or an imported NIR
+    graph); the export passes are applied first. `calibration` (inputs
+    ``[T, B, *shape]`` or any array of input values) sets the input scale,
+    sign and, for integer data, an exact scale of 1; `input_range` (max
+    |x|) overrides it; without either, analog inputs are taken as |x| <= 1.
+    Raises `UnsupportedError` with the reason for anything the target
+    cannot run. See the module docstring for the algorithm.
+    """
+    opts = options or QuantOptions()
+    if input_range is not None:
+        opts = QuantOptions(**{**opts.__dict__, "input_range": float(input_range)})
+    tgt = load_target(target)
+    tgt.require_numeric()
+    g = run_passes(graph)
+    _refuse(g, tgt)
+    _avgpool_to_sumpool(g)
+    g.validate()
+    depths = pipeline_depths(g)
+    latency = graph_latency(g, depths)
+    inp = _input_format(tgt, opts, calibration)
+    q = _Quantizer(g, tgt, opts, inp)
+    q.run()
+    out_node = g[g.outputs[0]]
+    src = g[out_node.inputs[0]]
+    out_scale = q.scale_out.get(src.name, 1.0) if src.op in ("Linear", "Conv2d", "SumPool2d") \
+        else 1.0
+    for name, d in depths.items():
+        n = g[name]
+        if n.op in ("Add", "Identity"):
+            continue
+        n.attrs["fixed_point"] = {**n.attrs.get("fixed_point", {}), "depth": int(d)}
+    g.meta["fixed_point"] = {"target": tgt.name, "input_scale": float(inp["scale"]),
+                             "input_bits": int(inp["bits"]), "input_signed": bool(inp["signed"]),
+                             "latency": int(latency), "output_scale": float(out_scale)}
+    log.info("quantized for %s: latency %d, input scale %g (%d bits)", tgt.name, latency,
+             inp["scale"], inp["bits"])
+    return g.validate()
+
+
+# --- the report -------------------------------------------------------------------
+
+def quantization_report(qgraph: Graph) -> list[dict]:
+    """One dict per quantized node: {"node", "op", **node.meta["quant"]}."""
+    return [{"node": n.name, "op": n.op, **n.meta["quant"]} for n in qgraph
+            if isinstance(n.meta.get("quant"), dict)]
+
+
+def format_report(qgraph: Graph) -> str:
+    """The report as a readable table, one row per quantized node, then the notes."""
+    fp = qgraph.meta.get("fixed_point", {})
+    rows = [("node", "op", "scale", "w_exp", "clip", "clipped", "err max/mean", "vth", "dv",
+             "b_exp", "msg bits")]
+    notes = []
+    for r in quantization_report(qgraph):
+        err = (f"{r['round_err_max']:.4f}/{r['round_err_mean']:.4f}" if "round_err_max" in r
+               else "")
+        rows.append((r["node"], r["op"], f"{r['scale']:.4g}" if "scale" in r else "",
+                     str(r.get("weight_exp", "")), f"{r['clip']:.4g}" if "clip" in r else "",
+                     f"{r['clipped_fraction']:.2%}" if "clipped_fraction" in r else "",
+                     err, str(r.get("vth", "")), str(r.get("dv", "")),
+                     str(r.get("bias_exp", "")), str(r.get("num_message_bits", ""))))
+        notes += [f"{r['node']}: {x}" for x in r.get("notes", [])]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "-" * max(len(x) for x in lines))
+    head = (f"target {fp.get('target')}: input_scale {fp.get('input_scale', 0):.6g} "
+            f"({fp.get('input_bits')} bits, {'signed' if fp.get('input_signed') else 'unsigned'})"
+            f", latency {fp.get('latency')} steps, output_scale {fp.get('output_scale', 0):.6g}")
+    return "\n".join([head, *lines, *(["notes:"] + notes if notes else [])])
