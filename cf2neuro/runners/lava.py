@@ -1,0 +1,363 @@
+"""The ``lava`` runner: a quantized graph on lava-nc 0.10.0, in the isolated runtime.
+
+    from cf2neuro.runners.lava import run_lava, run_nir
+    res = run_lava(graph, x, probes=["fc1", "v:cf1"], target="loihi2")
+    res = run_nir("model_q.nir", x_int, probes=[...], timeout=300)
+
+Registered as runner ``lava`` (`cf2neuro run --runner lava`, `cf2neuro.api.run`).
+
+What it does (DESIGN §4, docs/fixed_point.md):
+
+1. quantizes the graph for the target (default ``loihi2``, the inputs as
+   calibration, as the emulator runner does) unless it already carries
+   ``meta["fixed_point"]``, and turns float inputs into the integer payloads
+   the graph expects (the emulator's own rule: ``round(x · input_scale)``
+   clipped to the input payload range; integer inputs are used as they are);
+2. writes the graph as NIR (with its ``cf2neuro.fixed_point`` metadata) and
+   the inputs as ``x`` into an .npz, in a temporary directory;
+3. runs ``python -m cf2neuro_lava run`` with the runtime's Python 3.10
+   (`cf2neuro.runtime.lava_python`, created on first use) in a session of
+   its own, under a watchdog timeout;
+4. reads back ``output`` and the probes (int64, ``[T, B, ...]``, aligned with
+   the input steps), ``v:NAME`` (the membrane after each sample's last step,
+   ``[B, ...]``) and ``latency`` (the pipeline steps it removed).
+
+Guards: on a timeout (or Ctrl-C) the whole process group is killed and
+every shared-memory segment the run created (the runtime logs their names
+as Lava creates them) is unlinked; after success or failure the group is
+killed too, in case anything outlived the runtime. The runtime itself ends
+a run whose process model raised (Lava would deadlock) with status 3.
+
+Timeout: ``timeout=`` seconds, else ``$CF2NEURO_LAVA_TIMEOUT``, else
+`default_timeout` (generous: 120 s + 5 ms per Lava step per node).
+
+Errors: `RunnerError` (the run failed or timed out: what, the runtime's
+stderr tail, what to do); `cf2neuro.errors.BadInputError` (the runtime
+refused the graph or the inputs, exit status 2, with its reason);
+`cf2neuro.errors.RuntimeMissingError` (no Python 3.10 / setup failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from os import PathLike
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import BadInputError, Cf2NeuroError
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_ENV = "CF2NEURO_LAVA_TIMEOUT"
+DEFAULT_TARGET = "loihi2"
+STDERR_TAIL = 40  # lines of the runtime's stderr quoted in an error
+
+
+class RunnerError(Cf2NeuroError):
+    """A runner failed while running a valid input (crashed, hung, timed out)."""
+
+
+def default_timeout(steps: int, nodes: int) -> float:
+    """Seconds allowed for a run of `steps` Lava steps over a graph of `nodes` NIR nodes."""
+    return 120.0 + 5e-3 * steps * max(nodes, 1)
+
+
+def _timeout(timeout: float | None, steps: int, nodes: int) -> float:
+    if timeout is not None:
+        value, what = timeout, "timeout"
+    elif os.environ.get(TIMEOUT_ENV):
+        value, what = os.environ[TIMEOUT_ENV], f"${TIMEOUT_ENV}"
+    else:
+        return default_timeout(steps, nodes)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{what} must be a number of seconds, got {value!r}") from None
+    if not value > 0:
+        raise BadInputError(f"{what} must be > 0 seconds, got {value!r}")
+    return value
+
+
+# --- processes -------------------------------------------------------------------
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group `pgid`, from /proc."""
+    out = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no procfs: killpg has done what can be done
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(entry))
+    return out
+
+
+def _kill_group(pgid: int, wait: float = 5.0) -> None:
+    """SIGKILL every process of the group, then wait (up to `wait` s) until none is left."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + wait
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _logged_segments(shm_log: Path) -> list[str]:
+    try:
+        return [n.strip() for n in shm_log.read_text().splitlines() if n.strip()]
+    except OSError:
+        return []
+
+
+def _unlink_logged_segments(shm_log: Path) -> list[str]:
+    """Unlink the shared-memory segments the runtime logged and that still exist."""
+    names = _logged_segments(shm_log)
+    left = []
+    for name in names:
+        path = Path("/dev/shm") / name.lstrip("/")
+        try:
+            path.unlink()
+            left.append(name)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("could not unlink shared memory %s: %s", path, e)
+    return left
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        text = ""
+    return "\n".join(text.splitlines()[-lines:]) if text else "(the runtime printed nothing)"
+
+
+def _error_line(stderr: str) -> str | None:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("cf2neuro_lava: error: "):
+            return line[len("cf2neuro_lava: error: "):]
+    return None
+
+
+# --- the runtime call ---------------------------------------------------------------
+
+def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
+            timeout: float | None = None, python: str | PathLike | None = None,
+            stats: dict | None = None, progress: bool = False) -> dict[str, np.ndarray]:
+    """Run a quantized NIR file on integer inputs x [T, B, *input_shape] in the Lava runtime.
+
+    Returns {"output", probes..., "v:NAME"..., "latency"} (see the module
+    docstring). `python` overrides the runtime's interpreter (default:
+    `cf2neuro.runtime.lava_python()`, which creates the runtime if needed);
+    `stats`, when given, is filled with the runtime's wall times and counts,
+    and (even when the run fails) its process group id ``runtime_pid`` and the
+    names of the shared-memory segments it created, ``shm_segments``;
+    `progress` shows a bar of Lava steps on a terminal: then the runtime splits
+    the run into up to 100 blocking ``run()`` calls on the same compiled
+    network and reports after each (no measurable cost); otherwise it is
+    one ``run()``.
+    """
+    from ..runtime import lava_env, lava_python
+
+    graph = Path(graph)
+    if not graph.is_file():
+        raise BadInputError(f"NIR graph {graph} does not exist")
+    x = np.asarray(x)
+    if x.dtype == bool or not np.issubdtype(x.dtype, np.integer):
+        raise BadInputError(f"the lava runner takes integer inputs here (quantized payloads), "
+                            f"got dtype {x.dtype}; scale float inputs with the graph's "
+                            f"input_scale (run_lava does this)")
+    if x.ndim < 3:
+        raise BadInputError(f"inputs must be [T, B, *input_shape] (time first), got "
+                            f"{list(x.shape)}")
+    probes = [str(p) for p in probes]
+    limit = _timeout(timeout, x.shape[0] * x.shape[1], _count_nodes(graph))
+    py = Path(python) if python is not None else lava_python(progress=True)
+    with tempfile.TemporaryDirectory(prefix="cf2neuro-lava-") as tmp:
+        tmp = Path(tmp)
+        inputs, out = tmp / "inputs.npz", tmp / "outputs.npz"
+        shm_log, stats_path, err_path = tmp / "shm.log", tmp / "stats.json", tmp / "stderr.txt"
+        progress_path = tmp / "progress.txt"
+        np.savez(inputs, x=x.astype(np.int32) if _fits_int32(x) else x.astype(np.int64))
+        cmd = [str(py), "-m", "cf2neuro_lava", "run", "--graph", str(graph.resolve()),
+               "--inputs", str(inputs), "--out", str(out), "--shm-log", str(shm_log),
+               "--stats", str(stats_path)]
+        if progress and sys.stderr.isatty():  # a bar to show: up to 100 run() calls, same run
+            cmd += ["--progress", str(progress_path),
+                    "--chunks", str(max(1, min(100, x.shape[0] * x.shape[1] // 20)))]
+        for p in probes:
+            cmd += ["--probe", p]
+        log.info("lava runner: %s (timeout %.0f s)", " ".join(cmd), limit)
+        t0 = time.perf_counter()
+        with open(err_path, "wb") as err:
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                        env=lava_env(), start_new_session=True, cwd=tmp)
+            except OSError as e:
+                raise RunnerError(f"cannot start the Lava runtime {py}: {e}. Recreate it with "
+                                  f"`cf2neuro runtime setup lava`") from None
+            bar = _Progress(progress_path, progress)
+            try:
+                timed_out = bar.wait(proc, limit)
+            finally:  # success, failure, timeout or Ctrl-C: nothing of the run survives
+                bar.close()
+                _kill_group(proc.pid)
+                proc.wait()
+                leaked = _unlink_logged_segments(shm_log)
+                if stats is not None:  # what the run was, even when it failed
+                    stats.update(runtime_pid=proc.pid, shm_segments=_logged_segments(shm_log))
+        if leaked and not timed_out:
+            log.warning("lava runner: unlinked %d shared-memory segments the run left",
+                        len(leaked))
+        wall = time.perf_counter() - t0
+        stderr = _tail(err_path)
+        if timed_out:
+            raise RunnerError(
+                f"the Lava run of {graph.name} did not finish within {limit:g} s and was killed "
+                f"(with all its processes; {len(leaked)} shared-memory segments unlinked). "
+                f"Lava deadlocks when a process model fails; if the run is merely long, pass a "
+                f"larger timeout (timeout= or ${TIMEOUT_ENV}). Runtime stderr ends:\n{stderr}")
+        if proc.returncode == 2:
+            raise BadInputError(f"the Lava runtime refused {graph.name}: "
+                                f"{_error_line(stderr) or stderr}")
+        if proc.returncode != 0:
+            what = _error_line(stderr) or f"exit status {proc.returncode}"
+            raise RunnerError(f"the Lava run of {graph.name} failed: {what}. Runtime "
+                              f"({py}) stderr ends:\n{stderr}")
+        if stats is not None and stats_path.is_file():
+            import json
+            stats.update(json.loads(stats_path.read_text()), wall_s=wall)
+        with np.load(out, allow_pickle=False) as data:
+            res = {k: data[k] for k in data.files}
+    log.info("lava runner: %s in %.1f s", graph.name, wall)
+    return res
+
+
+class _Progress:
+    """Waits for the runtime, showing the steps it reports (tqdm, on a terminal only)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled, self.bar = path, enabled, None
+
+    def wait(self, proc: subprocess.Popen, limit: float) -> bool:
+        """Wait up to `limit` seconds; True when the run timed out."""
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                proc.wait(timeout=min(0.25, max(deadline - time.monotonic(), 0.001)))
+                return False
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    return True
+                self.update()
+
+    def update(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            last = self.path.read_text().split("\n")[-2]
+            done, total = (int(v) for v in last.split())
+        except (OSError, IndexError, ValueError):
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="step", desc="lava", disable=None, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fits_int32(x: np.ndarray) -> bool:
+    return x.size == 0 or (x.min() >= -2 ** 31 and x.max() < 2 ** 31)
+
+
+def _count_nodes(graph: Path) -> int:
+    try:
+        import h5py
+        with h5py.File(graph, "r") as f:
+            return len(f["node"]["nodes"])
+    except Exception:  # only a timeout estimate
+        return 10
+
+
+# --- the registered runner ----------------------------------------------------------
+
+def quantized(graph, target: str | None, calibration=None):
+    """`graph` in its fixed-point form for `target` (quantized here unless it already is).
+
+    A float graph is quantized with `calibration` (the inputs) setting the input
+    scale, as the emulator runner does, so both runners run the same integers.
+    """
+    if isinstance(graph.meta.get("fixed_point"), dict):
+        have = graph.meta["fixed_point"].get("target")
+        if target is not None and have is not None and have != target:
+            raise BadInputError(f"the graph is quantized for target {have!r}, not {target!r}; "
+                                f"run the float graph to quantize it for {target!r}")
+        return graph
+    from ..quant import quantize
+
+    q = quantize(graph, target or DEFAULT_TARGET, calibration=calibration)
+    log.info("quantized for %s on the fly (input scale %g)", target or DEFAULT_TARGET,
+             q.meta["fixed_point"]["input_scale"])
+    return q
+
+
+def integer_inputs(graph, x) -> np.ndarray:
+    """Float inputs as the graph's integer payloads (integers pass as they are)."""
+    from ..ir.fixed_point import FixedPointNumerics
+
+    num = FixedPointNumerics()
+    num.graph_fp = graph.meta["fixed_point"]
+    return num.prepare_input(x).cpu().numpy()
+
+
+def run_lava(graph, x, probes: Iterable[str] = (), target: str | None = None,
+             timeout: float | None = None, stats: dict | None = None,
+             progress: bool = True) -> dict[str, np.ndarray]:
+    """Run an IR graph on Lava (quantizing it for `target` first if needed); see module doc."""
+    from ..nir import write_nir
+
+    q = quantized(graph, target, calibration=x)
+    xi = integer_inputs(q, x)
+    with tempfile.TemporaryDirectory(prefix="cf2neuro-lava-graph-") as tmp:
+        path = Path(tmp) / "graph.nir"
+        export_log = logging.getLogger("cf2neuro.nir.export")
+        level = export_log.level
+        export_log.setLevel(logging.ERROR)  # its caveats are for third-party readers, not us
+        try:
+            write_nir(q, path)
+        finally:
+            export_log.setLevel(level)
+        return run_nir(path, xi, probes, timeout=timeout, stats=stats, progress=progress)
+
+
+def _runner(graph, x, probes, target):
+    return run_lava(graph, x, probes, target)
+
+
+def register() -> None:
+    from ..api import register_runner
+
+    register_runner("lava", _runner)
+
+
+register()
