@@ -134,6 +134,8 @@ def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: floa
     (seconds per step) overrides the graph's; a NIR graph with LIF, LI or
     CubaLIF neurons needs one of them.
     """
+    from . import runners  # noqa: F401  registers the emulator and lava runners
+
     fn = RUNNERS.get(runner)
     if fn is None:
         raise BadInputError(f"runner {runner!r} is not available; available: "

@@ -60,6 +60,29 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    from .verify import verify
+
+    r = verify(args.checkpoint, target=args.target, data=args.data, runner=args.runner,
+               limit=args.limit, max_drop=args.max_drop, report_dir=args.report,
+               timeout=args.timeout)
+    print(f"{r['target']} via {r['runner']}, {r['samples']} samples: float "
+          f"{100 * r['float_accuracy']:.2f} %, quantized {100 * r['quantized_accuracy']:.2f} % "
+          f"(drop {r['accuracy_drop_pp']:.2f} pp), runner {100 * r['runner_accuracy']:.2f} %, "
+          f"argmax agreement {100 * r['argmax_agreement']:.2f} %, exact match "
+          f"{100 * min(r['exact_match'].values()):.2f} % (worst probe)")
+    print(f"report: {args.report}/verify.md -> {'passed' if r['passed'] else 'FAILED'}")
+    return 0 if r["passed"] else 1
+
+
+def _cmd_runtime(args) -> int:
+    from .runtime import setup_lava
+
+    path = setup_lava(progress=True)
+    print(f"Lava runtime ready: {path}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -133,6 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", action="append", default=[], metavar="NAME",
                    help='record a node\'s output; "v:NAME" for a membrane after reset (repeatable)')
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("verify", help="float vs quantized vs target runner on a test set")
+    p.add_argument("checkpoint", metavar="CKPT_DIR")
+    p.add_argument("--target", required=True, metavar="NAME")
+    p.add_argument("--data", required=True, metavar="NAME")
+    p.add_argument("--runner", default=None, help="default: the target's runner")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N test samples")
+    p.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                   help="fail (exit 1) when quantization costs more accuracy than this")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="watchdog for the runner (default: scaled to the run)")
+    p.add_argument("--report", required=True, metavar="DIR")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("runtime", help="manage isolated runtimes")
+    p.add_argument("action", choices=["setup"])
+    p.add_argument("name", choices=["lava"])
+    p.set_defaults(func=_cmd_runtime)
 
     p = sub.add_parser("demo", help="the main job on the embedded digits data set")
     p.add_argument("--out", default="cf2neuro-demo")
