@@ -92,7 +92,19 @@ def _cmd_demo(args) -> int:
     print(f"NIR: exported {summary['nir']}, re-imported: "
           f"{100 * summary['nir_agreement']:.2f} % of test predictions equal the PyTorch model's "
           f"(accuracy {summary['nir_accuracy']:.4f})")
-    print(f"checkpoint: {summary['checkpoint']}; summary: {args.out}/demo.json")
+    v = summary["verify"]
+    print(f"\nLoihi 2 fixed point, {v['samples']} test samples ({v['runner']} runner, pipeline "
+          f"latency {v['latency_steps']} steps removed):")
+    print(f"  {'float (PyTorch)':<24}{100 * v['float_accuracy']:7.2f} %")
+    print(f"  {'quantized (emulator)':<24}{100 * v['quantized_accuracy']:7.2f} %   drop "
+          f"{v['accuracy_drop_pp']:.2f} pp, argmax agreement {100 * v['argmax_agreement']:.2f} %")
+    print(f"  {v['runner'] + ' runner':<24}{100 * v['runner_accuracy']:7.2f} %   "
+          f"exact match with the emulator: {100 * min(v['exact_match'].values()):.2f} % "
+          f"(all {len(v['exact_match'])} probes)")
+    if "lava_missing" in v:
+        print(f"  Lava not run: {v['lava_missing']}")
+    print(f"checkpoint: {summary['checkpoint']}; report: {args.out}/verify/verify.md; "
+          f"summary: {args.out}/demo.json")
     return 0
 
 

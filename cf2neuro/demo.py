@@ -1,7 +1,8 @@
-"""The main job on the embedded default: train a CF network on digits, then
-carry it through NIR and check nothing changed on the way.
+"""The main job on the embedded default: train a CF network on digits, carry
+it through NIR (checking nothing changed on the way), quantize it for Loihi 2
+and verify it on the emulator and on Lava, over the whole test set.
 
-Later stages of the pipeline (quantize, verify, energy) extend it.
+Energy per target extends it next.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from torch.utils.data import DataLoader
 from . import api
 from .checkpoint import load_checkpoint
 from .data import encode, load_dataset, method_for
-from .errors import CheckFailedError
+from .errors import CheckFailedError, RuntimeMissingError
 from .fileio import write_json
 from .ir.engine import Engine
 from .nir import from_nir
 from .train import TrainConfig, train
+from .verify import verify
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,14 @@ def run_demo(out_dir="cf2neuro-demo", seed: int = 0, progress: bool = True) -> d
     metrics = train(cfg, ckpt, progress=progress)
     exported = api.export(ckpt, out / "model.nir")
     nir_check = _compare_nir(ckpt, Path(exported["path"]), cfg)
+    checked = _verify_loihi2(ckpt, out / "verify")
     summary = {
         "checkpoint": str(ckpt), "nir": exported["path"],
         "model": cfg.model, "data": cfg.data, "timesteps": cfg.timesteps,
         "test_accuracy": metrics["test_accuracy"],
         "train_seconds": metrics["train_seconds"],
         **nir_check,
+        "verify": checked,
         "total_seconds": round(time.perf_counter() - t0, 2),
     }
     write_json(out / "demo.json", summary)
@@ -52,7 +56,21 @@ def run_demo(out_dir="cf2neuro-demo", seed: int = 0, progress: bool = True) -> d
             f"the re-imported {exported['path']} predicts "
             f"{100 * (1 - nir_check['nir_agreement']):.2f} % of the test set differently "
             f"from the PyTorch model; see {out / 'demo.json'}")
+    if not checked["passed"]:
+        raise CheckFailedError(f"verification on loihi2 failed; see {out / 'verify' / 'verify.md'}")
     return summary
+
+
+def _verify_loihi2(ckpt: Path, report_dir: Path) -> dict:
+    """Quantize for loihi2 and verify on Lava (whole test set: ~3 s once the runtime
+    exists); on the emulator alone, saying why, when no Lava runtime can be had."""
+    try:
+        report = verify(ckpt, "loihi2", runner="lava", report_dir=report_dir)
+    except RuntimeMissingError as e:
+        log.warning("Lava is not available (%s); verifying on the emulator only", e)
+        report = verify(ckpt, "loihi2", runner="emulator", report_dir=report_dir)
+        report["lava_missing"] = str(e)
+    return report
 
 
 @torch.no_grad()

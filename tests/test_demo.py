@@ -15,6 +15,11 @@ def test_demo_trains_digits_and_reports(tmp_path, capsys):
     assert (out / "model.nir").is_file()
     assert summary["nir_agreement"] == 1.0
     assert summary["nir_accuracy"] == summary["test_accuracy"]
+    # quantized for loihi2 and verified on Lava over the whole test set
+    v = json.loads((out / "verify" / "verify.json").read_text())
+    assert v["runner"] == "lava" and v["samples"] == 359 and v["passed"]
+    assert all(rate == 1.0 for rate in v["exact_match"].values())
+    assert v["accuracy_drop_pp"] <= 1.0 and v["argmax_agreement"] >= 0.98
     printed = capsys.readouterr().out
     assert f"{summary['test_accuracy']:.4f}" in printed and str(out) in printed
     assert "100.00 % of test predictions equal" in printed
