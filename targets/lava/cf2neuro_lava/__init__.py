@@ -12,6 +12,16 @@ subprocess: ``python -m cf2neuro_lava run --graph G.nir --inputs IN.npz
   guard against Lava's deadlocks and shared-memory leaks.
 - `procs.cf`: the circulate-firing neuron's Process and fixed-point model
   (a package of its own: Lava imports every module beside a Process).
+- `procs.rdense`: ``ResetDense``, Lava's bit-accurate Dense with its one-step
+  buffer zeroed at each sample start: the recurrent (back-edge) Dense of
+  graphs with cycles, so that samples streamed through one ``run()`` do not
+  pass their last spikes into the next sample's first step.
+- `procs.recorder`: the sink that keeps the aligned steps of an output/probe.
+
+Recurrent graphs (a neuron -> Dense -> ... -> the same neuron loop, e.g. the
+Braille CubaLIF graphs) run bit-exactly like cf2neuro's emulator: the back
+edge is the Dense's own one-step delay (it adds no pipeline depth) and the
+Dense is a ``ResetDense``; see `build`'s docstring.
 """
 
 __version__ = "0.1.0"

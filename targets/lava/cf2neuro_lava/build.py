@@ -13,6 +13,9 @@ Linear/Affine   ``Dense``: ``weight_mant`` as given (columns permuted to the
                 ``num_message_bits``, one step later. A readout's
                 ``bias_int`` (a Dense read only by an Output) is added to
                 what the sink recorded, as the runner's own step
+recurrent       cf2neuro's ``ResetDense`` (procs/rdense): Lava's bit-accurate
+Linear/Affine   Dense whose one-step buffer is zeroed at every sample start
+(back edge)     (see "Recurrent graphs" below)
 Conv2d          ``Conv``: kernel flipped and transposed to Lava's
                 (C_out, kx, ky, C_in/g), stride/padding/dilation as (x, y)
 SumPool2d       ``Conv`` of ones, groups = channels, stride = the pool's
@@ -40,6 +43,20 @@ depth d sees sample b's step t at Lava step ``b*T + t + d``; the run has
 ``B*T + D`` steps, D the deepest node (the input padded with zeros), and
 ``latency`` is the depth of the Output. Neurons at depth d zero their state
 at steps ``b*T + d``, so every sample starts from zero.
+
+Recurrent graphs. Each cycle is cut where cf2neuro's IR cuts it (the same
+depth-first search; the last edge on the cycle that leaves a neuron), and
+that edge must enter a Dense: Lava's Dense sends at step s what it
+computed at s - 1, which *is* the IR's one-step delay on a back edge. So
+the recurrent Dense adds no pipeline depth (it sits at its source neuron's
+depth, as the quantizer's ``depth`` says), it is built after that neuron,
+and its output is connected last into the neuron(s) it feeds (an InPort
+with several connections sums them; the depths must agree). Streaming
+samples through one run, its buffer would carry sample b - 1's last spikes
+into sample b's step 0; ``ResetDense`` zeroes it right before it is sent at
+steps ``b*T + d`` (d the depth of the neuron it feeds), the steps at which
+that neuron resets, so every sample starts with zero recurrent input, as in
+the emulator. Graphs with no cycle build exactly as before.
 
 Anything the builder cannot run exactly raises `GraphError` naming the node
 and saying what to do. Numeric ranges of the CF neuron (vth, dv, ...) are
@@ -110,6 +127,7 @@ class Network:
 class _Ctx:
     graph: nir.NIRGraph
     timesteps: int
+    recurrent: set = field(default_factory=set)  # Denses on a back edge (ResetDense)
     values: dict = field(default_factory=dict)
     processes: dict = field(default_factory=dict)
 
@@ -213,13 +231,24 @@ def _dense(name, node, ins, ctx) -> Value:
                          f"a Dense takes a vector: flatten images first")
     lava_w = np.empty_like(w)
     lava_w[:, src.index] = w
-    proc = Dense(weights=lava_w, weight_exp=_int(name, fp, "weight_exp", -31, 31),
-                 num_message_bits=_int(name, fp, "num_message_bits", 0, 31), name=name)
-    src.port.connect(proc.s_in)
-    ctx.processes[name] = proc
+    args = dict(weights=lava_w, weight_exp=_int(name, fp, "weight_exp", -31, 31),
+                num_message_bits=_int(name, fp, "num_message_bits", 0, 31), name=name)
     n = w.shape[0]
     bias = _ints(name, fp, "bias_int", (n,)) if "bias_int" in fp else None
-    return Value(proc.a_out, (n,), (n,), np.arange(n), src.depth + 1, bias)
+    if name in ctx.recurrent:  # on a back edge: the loop's delay, at its source's depth
+        from cf2neuro_lava.procs.rdense.process import ResetDense
+
+        if bias is not None:
+            raise GraphError(f"node {name!r}: a recurrent Dense with a readout bias_int; its "
+                             f"bias belongs in the neuron's bias_mant")
+        proc = ResetDense(**args, reset_interval=ctx.timesteps, reset_offset=src.depth)
+        depth = src.depth
+    else:
+        proc = Dense(**args)
+        depth = src.depth + 1
+    src.port.connect(proc.s_in)
+    ctx.processes[name] = proc
+    return Value(proc.a_out, (n,), (n,), np.arange(n), depth, bias)
 
 
 def _conv_value(name, src: Value, proc, cout: int) -> Value:
@@ -317,6 +346,19 @@ def _neuron(name, node, ins, ctx) -> Value:
     return Value(proc.s_out, first.shape, first.lava_shape, first.index, depth)
 
 
+def _connect_recurrent(src_name: str, name: str, ctx) -> None:
+    """Connect a recurrent Dense into the neuron it feeds (built before it)."""
+    value, target = ctx.values[src_name], ctx.values[name]
+    if value.shape != target.shape or not np.array_equal(value.index, target.index):
+        raise GraphError(f"the recurrent Dense {src_name!r} gives {list(value.shape)} values, "
+                         f"neuron {name!r} has shape {list(target.shape)}")
+    if value.depth != target.depth:
+        raise GraphError(f"the recurrent Dense {src_name!r} delivers at pipeline depth "
+                         f"{value.depth}, neuron {name!r} runs at depth {target.depth}; Lava "
+                         f"would add values of different time steps. Balance the loop")
+    value.port.connect(ctx.processes[name].a_in)
+
+
 def _cf(name, node, src: Value, depth: int, ctx):
     from cf2neuro_lava.procs.cf.process import CFNeuron
 
@@ -381,32 +423,113 @@ def _image_index(shape: tuple[int, ...]) -> np.ndarray:
     return np.arange(c * h * w).reshape(w, h, c).transpose(2, 1, 0).ravel()
 
 
-def _order(graph: nir.NIRGraph) -> list[str]:
-    """Nodes in topological order (Kahn, ties by insertion order); cycles are refused."""
-    preds = {n: [] for n in graph.nodes}
-    succs = {n: [] for n in graph.nodes}
+NEURONS = (nir.LIF, nir.IF, nir.CubaLIF)
+DENSE = (nir.Affine, nir.Linear)
+
+
+@dataclass
+class _Plan:
+    """The build order of a graph with its recurrent back edges cut (see `_plan`)."""
+
+    order: list[str]                 # nodes, every forward input before its consumer
+    back: set                        # IR back edges (neuron, recurrent Dense)
+    recurrent: set                   # Denses on a back edge: no depth of their own
+    deferred: list                   # (recurrent Dense, neuron) edges, connected last
+
+
+def _check_edges(graph: nir.NIRGraph) -> None:
     for src, dst in graph.edges:
         for end in (src, dst):
             if end not in graph.nodes:
                 raise GraphError(f"edge ({src!r}, {dst!r}) names {end!r}, which is not a node "
                                  f"(nested graphs and node ports are not supported)")
+
+
+def _find_cycle(graph: nir.NIRGraph, cut: set) -> list | None:
+    """The edges of one cycle avoiding `cut` (closing edge last), or None.
+
+    The same depth-first search as cf2neuro's ``Graph._find_cycle`` (Input
+    nodes first as roots), so both cut the same edges."""
+    succ = {n: [] for n in graph.nodes}
+    for s, d in graph.edges:
+        if (s, d) not in cut:
+            succ[s].append(d)
+    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    state: dict = {}
+    for root in inputs + [n for n in graph.nodes if n not in inputs]:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(succ[root]))]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                path = [n for n, _ in stack]
+                loop = path[path.index(nxt):]
+                return list(zip(loop, loop[1:])) + [(node, nxt)]
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(succ[nxt])))
+    return None
+
+
+def _plan(graph: nir.NIRGraph) -> _Plan:
+    """Cut every cycle where cf2neuro's IR cuts it (the last edge leaving a neuron).
+
+    That edge must enter a Dense (Affine/Linear): Lava's Dense delivers one
+    step later, which is the IR's one-step delay on a back edge, so the
+    recurrent Dense sits at its source neuron's depth (it adds none). The
+    recurrent Dense is built after that neuron; its own outgoing edges
+    (into neurons, whose InPorts sum what arrives) are connected last.
+    """
+    _check_edges(graph)
+    back: set = set()
+    while (cycle := _find_cycle(graph, back)) is not None:
+        leaving = [e for e in cycle if isinstance(graph.nodes[e[0]], NEURONS)]
+        if not leaving:
+            names = sorted({n for e in cycle for n in e})
+            raise GraphError(f"the graph has a cycle through {names} with no neuron on it; the "
+                             f"Lava runner runs loops of neuron -> Dense -> ... -> neuron only")
+        edge = leaving[-1]
+        if not isinstance(graph.nodes[edge[1]], DENSE):
+            raise GraphError(f"the recurrent edge {edge} leaves neuron {edge[0]!r} into a "
+                             f"{type(graph.nodes[edge[1]]).__name__}; the Lava runner needs a "
+                             f"Dense (Affine/Linear) right after the neuron on a loop (its "
+                             f"one-step delay is the loop's delay)")
+        back.add(edge)
+    recurrent = {d for _, d in back}
+    deferred = [(s, d) for s, d in graph.edges if s in recurrent]
+    for s, d in deferred:
+        if not isinstance(graph.nodes[d], NEURONS):
+            raise GraphError(f"the recurrent Dense {s!r} feeds {d!r} "
+                             f"({type(graph.nodes[d]).__name__}); the Lava runner connects a "
+                             f"recurrent Dense into neurons only (their input port sums it)")
+    skip = set(deferred)
+    preds = {n: [] for n in graph.nodes}
+    succs = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        if (src, dst) in skip:
+            continue
         preds[dst].append(src)
         succs[src].append(dst)
     pending = {n: len(p) for n, p in preds.items()}
     ready = [n for n in graph.nodes if not pending[n]]
     order = []
-    while ready:
+    while ready:  # Kahn, ties by insertion order
         n = ready.pop(0)
         order.append(n)
         for s in succs[n]:
             pending[s] -= 1
             if not pending[s]:
                 ready.append(s)
-    if len(order) != len(graph.nodes):
+    if len(order) != len(graph.nodes):  # cannot happen: every cycle passes a deferred edge
         loop = sorted(n for n in graph.nodes if n not in order)
-        raise GraphError(f"the graph has a cycle (recurrent edges) through {loop}; the Lava "
-                         f"runner runs feed-forward graphs only")
-    return order
+        raise GraphError(f"the graph has a cycle through {loop} the Lava runner cannot cut")
+    return _Plan(order, back, recurrent, deferred)
 
 
 def input_shape(graph: nir.NIRGraph) -> tuple[str, tuple[int, ...]]:
@@ -461,8 +584,9 @@ def build(graph: nir.NIRGraph, x: np.ndarray, probes=(), record_dir=None) -> Net
         raise GraphError(f"inputs range over [{x.min()}, {x.max()}]; Lava's input port carries "
                          f"int32 payloads")
     spike_probes, mem_probes = parse_probes(graph, probes)
-    order = _order(graph)
-    depth = _depths(graph, order)
+    plan = _plan(graph)
+    order = plan.order
+    depth = _depths(graph, plan)
     latency = max(depth[n] for n, node in graph.nodes.items() if isinstance(node, nir.Output))
     steps = B * T + max(depth.values())
     meta = _graph_meta(graph)
@@ -470,7 +594,7 @@ def build(graph: nir.NIRGraph, x: np.ndarray, probes=(), record_dir=None) -> Net
         raise GraphError(f"the graph's metadata says latency {meta['latency']}, its Dense/Conv "
                          f"chain gives {latency}; the outputs would be misaligned")
     _check_input_range(x, meta)
-    ctx = _Ctx(graph, T)
+    ctx = _Ctx(graph, T, recurrent=plan.recurrent)
 
     # the input: sample b step t at Lava step b*T + t, then zero steps
     in_index = _image_index(shape) if len(shape) == 3 else np.arange(math.prod(shape))
@@ -486,7 +610,8 @@ def build(graph: nir.NIRGraph, x: np.ndarray, probes=(), record_dir=None) -> Net
         node = graph.nodes[name]
         if isinstance(node, nir.Input):
             continue
-        ins = [ctx.values[s] for s, d in graph.edges if d == name]
+        ins = [ctx.values[s] for s, d in graph.edges if d == name and (s, d) not in
+               plan.deferred]
         if isinstance(node, nir.Output):
             outputs[name] = _one_input(name, node, ins)
             continue
@@ -497,6 +622,9 @@ def build(graph: nir.NIRGraph, x: np.ndarray, probes=(), record_dir=None) -> Net
                              f"{type(node).__name__} (it knows {known})")
         ctx.values[name] = lower(name, node, ins, ctx)
         _check_depth(name, node, ctx.values[name].depth)
+
+    for s_name, d_name in plan.deferred:  # recurrent Dense -> neuron, summed at its a_in
+        _connect_recurrent(s_name, d_name, ctx)
 
     for s_name, d_name in graph.edges:
         biased = ctx.values.get(s_name)
@@ -575,13 +703,16 @@ def _check_depth(name: str, node, depth: int) -> None:
                          f"would not be aligned step for step")
 
 
-def _depths(graph: nir.NIRGraph, order: list[str]) -> dict[str, int]:
+def _depths(graph: nir.NIRGraph, plan: _Plan) -> dict[str, int]:
+    """Pipeline depths: +1 per Dense/Conv/SumPool, none for a recurrent Dense (its delay is
+    the back edge's); a recurrent Dense's consumer must sit at its depth."""
     delayed = (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d)
     depth = {}
-    for name in order:
-        preds = [s for s, d in graph.edges if d == name]
+    for name in plan.order:
+        preds = [s for s, d in graph.edges if d == name and (s, d) not in plan.deferred]
         base = max((depth[p] for p in preds), default=0)
-        depth[name] = base + (1 if isinstance(graph.nodes[name], delayed) else 0)
+        own = isinstance(graph.nodes[name], delayed) and name not in plan.recurrent
+        depth[name] = base + int(own)
     return depth
 
 

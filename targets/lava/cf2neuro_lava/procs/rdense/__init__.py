@@ -1,0 +1,1 @@
+"""A Dense whose one-step buffer is cleared at every sample start: `process.ResetDense`."""
