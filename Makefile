@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -c $(VENV)/constraints.txt -e '.[test]'
 	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps spikingjelly==2.0.0
+	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps neurobench==2.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from .errors import Cf2NeuroError
 
@@ -75,6 +76,22 @@ def _cmd_verify(args) -> int:
     return 0 if r["passed"] else 1
 
 
+def _cmd_energy(args) -> int:
+    from .energy import energy_report, write_energy_report
+
+    report = energy_report(args.checkpoint, targets=args.target, data=args.data,
+                           limit=args.limit, progress=not args.quiet)
+    write_energy_report(report, Path(args.report))
+    for name, t in report["targets"].items():
+        notes = [] if t.get("measured", True) else ["assumed per-op energies"]
+        if not t.get("deployable", True):
+            notes.append("not deployable as is: counted on the loihi2 quantization")
+        print(f"{name:<8} {t['total_joules_per_inference'] * 1e9:12.2f} nJ per inference"
+              + (f"   ({'; '.join(notes)})" if notes else ""))
+    print(f"report: {args.report}/energy.md, energy.json, energy.png")
+    return 0
+
+
 def _cmd_runtime(args) -> int:
     from .runtime import setup_lava
 
@@ -84,6 +101,8 @@ def _cmd_runtime(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    from pathlib import Path
+
     from .demo import run_demo
 
     summary = run_demo(args.out, seed=args.seed, progress=not args.quiet)
@@ -103,9 +122,27 @@ def _cmd_demo(args) -> int:
           f"(all {len(v['exact_match'])} probes)")
     if "lava_missing" in v:
         print(f"  Lava not run: {v['lava_missing']}")
-    print(f"checkpoint: {summary['checkpoint']}; report: {args.out}/verify/verify.md; "
-          f"summary: {args.out}/demo.json")
+    e = summary["energy"]
+    if e["available"]:
+        print("\nEstimated energy per inference (measured operation counts x per-op energies; "
+              "see the report's assumptions):")
+        for name, t in e["targets"].items():
+            print(f"  {name:<24}{_joules(t['joules_per_inference']):>12}")
+        if e.get("snn_vs_ann_cmos45") is not None:
+            print(f"  SNN / ANN on cmos45: {e['snn_vs_ann_cmos45']:.3g}")
+    else:
+        print(f"\nNo energy estimate: {e['missing']}")
+    print(f"\ncheckpoint: {summary['checkpoint']}; summary: {args.out}/demo.json")
+    print(f"report: {summary['report']} (also report.md, report.json and the plots in "
+          f"{Path(summary['report']).parent}); done in {summary['total_seconds']:.1f} s")
     return 0
+
+
+def _joules(v: float) -> str:
+    for factor, prefix in ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")):
+        if abs(v) >= factor:
+            return f"{v / factor:.3g} {prefix}J"
+    return f"{v:.3g} J"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="watchdog for the runner (default: scaled to the run)")
     p.add_argument("--report", required=True, metavar="DIR")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("energy", help="operation counts and energy per inference per target")
+    p.add_argument("checkpoint", metavar="CKPT_DIR")
+    p.add_argument("--target", default="all", metavar="NAME|all")
+    p.add_argument("--data", required=True, metavar="NAME")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N test samples")
+    p.add_argument("--report", required=True, metavar="DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_energy)
 
     p = sub.add_parser("runtime", help="manage isolated runtimes")
     p.add_argument("action", choices=["setup"])

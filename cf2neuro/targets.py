@@ -200,6 +200,14 @@ def _parse(data: dict, path: Path) -> Target:
     energy = data.get("energy") or {}
     if not isinstance(energy, dict):
         raise TargetError(f"{where}: [energy] must be a table")
+    for key, raw in energy.items():
+        if isinstance(raw, dict) and (
+                not isinstance(raw.get("source"), str) or not raw["source"]
+                or isinstance(raw.get("value"), bool)
+                or not isinstance(raw.get("value"), (int, float)) or raw["value"] < 0):
+            raise TargetError(f"{where}: [energy.{key}] needs a number 'value' >= 0 and a "
+                              f"'source' string (where the constant is published, or that "
+                              f"it is an assumption)")
     return Target(name=data["name"], description=str(data.get("description", "")),
                   runner=data["runner"], numeric=numeric, resources=resources,
                   energy=energy, path=str(path))

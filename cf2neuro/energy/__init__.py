@@ -1,0 +1,211 @@
+"""Energy per target (DESIGN §6): operation counts from a real run, priced per target.
+
+    rep = energy_report("runs/digits", targets="all", limit=200)
+    rep["targets"]["loihi"]["total_joules_per_inference"]
+    write_energy_report(rep, "report/")        # energy.json, energy.md, energy.png
+
+    counts = count_operations(graph, run_result)   # cf2neuro.energy.counts
+    energy(counts, "cmos45")                       # cf2neuro.energy.models
+
+Float targets (no ``[numeric]``: cmos45) are counted on the float reference
+engine's run; fixed-point targets on the emulator's run of the graph
+quantized for that target (``runner="emulator"``, bit-exact with Lava). A
+target that refuses the model (``loihi``: signed or graded spikes) is
+counted on the ``loihi2`` quantization instead and says so in its
+``assumptions`` (``deployable: false``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import BadInputError, UnsupportedError
+from ..targets import known_targets, load_target
+from .counts import Counts, count_operations, needed_probes
+from .models import MODELS, energy
+
+log = logging.getLogger(__name__)
+DEFAULT_TARGETS = ("cmos45", "loihi", "loihi2")
+FALLBACK_QUANT = "loihi2"
+
+
+def energy_targets() -> list[str]:
+    """Known targets that have an energy model."""
+    out = []
+    for name in known_targets():
+        try:
+            if load_target(name).energy.get("model") in MODELS:
+                out.append(name)
+        except BadInputError:
+            continue
+    return out
+
+
+def _counts_for(tgt, graph, x, runner: str, cache: dict):
+    from ..ir.engine import Engine
+    from ..quant import quantize
+
+    notes, deployable = [], True
+    if tgt.numeric is None:
+        if "reference" not in cache:
+            res = Engine(graph).run(x, probes=needed_probes(graph))
+            cache["reference"] = count_operations(graph, res, inputs=x, source="reference")
+        return cache["reference"], notes, deployable
+    qname = tgt.name
+    try:
+        qgraph = quantize(graph, tgt, calibration=x)
+    except UnsupportedError as e:
+        deployable = False
+        qname = FALLBACK_QUANT
+        notes.append(f"{tgt.name} refuses this model ({e}); counted on the {qname} "
+                     f"quantization of the same network and priced with {tgt.name}'s energies")
+        qgraph = None
+    key = (qname, runner)
+    if key not in cache:
+        if qgraph is None:
+            qgraph = quantize(graph, qname, calibration=x)
+        probes = needed_probes(qgraph)
+        if runner == "emulator":
+            from ..runners.emulator import emulate
+            res = emulate(qgraph, x, probes=probes)
+        else:
+            from ..api import RUNNERS
+            if runner not in RUNNERS:
+                raise BadInputError(f"runner {runner!r} is not available; available: "
+                                    f"{sorted(RUNNERS)}")
+            probes = [p for p in probes if qgraph[p].op != "Input"]
+            res = RUNNERS[runner](qgraph, x.numpy(), probes, qname)
+        cache[key] = count_operations(qgraph, res, inputs=x, source=f"{runner} ({qname})")
+    return cache[key], notes, deployable
+
+
+def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
+                  limit: int | None = None, runner: str = "emulator",
+                  progress: bool = True) -> dict:
+    """Count and price a checkpoint on its test set for each target; a JSON-able dict.
+
+    {"checkpoint", "samples", "timesteps", "runner", "targets": {name: {
+    "total_joules_per_inference", "by_kind", "by_layer", "assumptions",
+    "sources", "measured", "deployable", "counts_per_inference", ...}},
+    "counts": {source: per-layer counts}}.
+    """
+    from ..api import checkpoint_graph
+    from ..verify import test_inputs
+
+    if targets == "all" or targets == ["all"] or targets == ("all",):
+        names = energy_targets()
+    else:
+        names = [targets] if isinstance(targets, str) else list(targets)
+    if not names:
+        raise BadInputError("no targets with an energy model given")
+    tgts = [load_target(n) for n in names]  # fail early on unknown names
+    for t in tgts:
+        if t.energy.get("model") not in MODELS:
+            raise BadInputError(f"target {t.name!r} has no energy model ([energy] model); "
+                                f"targets with one: {', '.join(energy_targets())}")
+    x, labels = test_inputs(ckpt_dir, data, limit)
+    graph = checkpoint_graph(ckpt_dir)
+    from tqdm.auto import tqdm
+
+    cache: dict = {}
+    out = {}
+    for tgt in tqdm(tgts, desc="energy", unit="target", disable=not progress):
+        counts, notes, deployable = _counts_for(tgt, graph, x, runner, cache)
+        e = energy(counts, tgt)
+        e["assumptions"] = notes + e["assumptions"]
+        e["deployable"] = deployable
+        out[tgt.name] = e
+    return {"checkpoint": str(ckpt_dir), "samples": int(x.shape[1]),
+            "timesteps": int(x.shape[0]), "runner": runner, "targets": out,
+            "counts": {c.source: c.to_dict() for c in cache.values()}}
+
+
+def _fmt(j: float) -> str:
+    if j == 0:
+        return "0"
+    for unit, f in (("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
+        if abs(j) >= f:
+            return f"{j / f:.3g} {unit}"
+    return f"{j:.3g} J"
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Energy per inference: {report['checkpoint']}", "",
+             f"{report['samples']} test samples, T = {report['timesteps']}; counts measured "
+             f"from the float reference (float targets) and the {report['runner']} "
+             f"(fixed-point targets). Energies are means per sample (one inference).", "",
+             "| target | energy / inference | measured constants | deployable | notes |",
+             "|---|---|---|---|---|"]
+    for name, e in report["targets"].items():
+        extra = ""
+        if e.get("ann_joules_per_inference"):
+            extra = (f"same network as an ANN: {_fmt(e['ann_joules_per_inference'])} "
+                     f"(SNN/ANN = {e['snn_vs_ann']:.3f})")
+        lines.append(f"| {name} | {_fmt(e['total_joules_per_inference'])} | "
+                     f"{'yes' if e['measured'] else '**no (assumption)**'} | "
+                     f"{'yes' if e.get('deployable', True) else 'no'} | {extra} |")
+    for name, e in report["targets"].items():
+        lines += ["", f"## {name}", "", "| by kind | energy |", "|---|---|",
+                  *[f"| {k} | {_fmt(v)} |" for k, v in e["by_kind"].items()], "",
+                  "| layer | " + " | ".join(sorted({k for v in e["by_layer"].values()
+                                                     for k in v})) + " |"]
+        keys = sorted({k for v in e["by_layer"].values() for k in v})
+        lines.append("|---" * (len(keys) + 1) + "|")
+        lines += [f"| {layer} | " + " | ".join(_fmt(v[k]) if k in v else "–" for k in keys)
+                  + " |" for layer, v in e["by_layer"].items()]
+        c = e["counts_per_inference"]
+        lines += ["", f"Counts per inference ({e['counts_source']}): "
+                  + ", ".join(f"{k} {c[k]:.4g}" for k in ("synops", "macs", "events",
+                                                           "neuron_updates", "spikes")), "",
+                  "Assumptions:", *[f"- {a}" for a in e["assumptions"]], "", "Sources:",
+                  *[f"- `{k}` = {next(iter(v.values()))}: {v['source']}"
+                    for k, v in e["sources"].items()]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["targets"])
+    kinds = sorted({k for e in report["targets"].values() for k in e["by_kind"]})
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 4))
+    bottom = [0.0] * len(names)
+    for k in kinds:
+        vals = [report["targets"][n]["by_kind"].get(k, 0.0) * 1e9 for n in names]
+        ax.bar(names, vals, bottom=bottom, label=k)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ann = [(i, e["ann_joules_per_inference"] * 1e9) for i, e in
+           enumerate(report["targets"].values()) if e.get("ann_joules_per_inference")]
+    for i, v in ann:
+        ax.plot([i - 0.4, i + 0.4], [v, v], "k--", label="same network as ANN" if i == ann[0][0]
+                else None)
+    for i, n in enumerate(names):
+        if not report["targets"][n]["measured"]:
+            ax.text(i, bottom[i], "assumed", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("energy per inference (nJ)")
+    ax.set_title("Energy per inference by target")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def write_energy_report(report: dict, directory) -> Path:
+    """Write energy.json, energy.md and energy.png into `directory` (atomically each)."""
+    from ..fileio import atomic_path, write_json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "energy.json", report)
+    with atomic_path(directory / "energy.md") as tmp:
+        Path(tmp).write_text(markdown(report))
+    with atomic_path(directory / "energy.png") as tmp:
+        plot(report, str(tmp))
+    return directory
+
+
+__all__ = ["Counts", "count_operations", "needed_probes", "energy", "energy_report",
+           "energy_targets", "write_energy_report", "MODELS"]
