@@ -1,8 +1,13 @@
 """The main job on the embedded default, through the command line."""
 
+import base64
 import json
 
+import matplotlib.image as mpimg
+import numpy as np
+
 from cf2neuro.cli import main as cli
+from cf2neuro.report import PLOT_FILES, REPORT_KEYS
 
 
 def test_demo_trains_digits_and_reports(tmp_path, capsys):
@@ -23,3 +28,30 @@ def test_demo_trains_digits_and_reports(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"{summary['test_accuracy']:.4f}" in printed and str(out) in printed
     assert "100.00 % of test predictions equal" in printed
+    # the report folder: plots, report.md, report.html (plots inline), report.json
+    rep_dir = out / "report"
+    assert str(rep_dir / "report.html") in printed
+    report = json.loads((rep_dir / "report.json").read_text())
+    assert set(report) == set(REPORT_KEYS) and report["passed"]
+    assert report["verification"]["runner_accuracy"] == v["runner_accuracy"]
+    assert report["verification"]["min_exact_match"] == 1.0
+    assert len(report["training"]["history"]) == report["training"]["epochs"] > 1
+    page = (rep_dir / "report.html").read_text()
+    for name, file in report["plots"].items():
+        png = rep_dir / file
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        image = mpimg.imread(png)
+        assert not np.all(image == image[0, 0]), f"{name} is blank"
+        assert base64.b64encode(png.read_bytes()).decode() in page
+    assert set(report["plots"]) >= set(PLOT_FILES) - {"energy"}
+    md = (rep_dir / "report.md").read_text()
+    assert "## Assumptions" in md and f"{100 * v['float_accuracy']:.2f} %" in md
+    # energy per target (cf2neuro.energy), with the loihi2 constants flagged as assumed
+    energy = report["energy"]
+    assert energy["available"] and "energy" in report["plots"]
+    assert set(energy["targets"]) >= {"cmos45", "loihi2"}
+    assert all(t["joules_per_inference"] > 0 for t in energy["targets"].values())
+    assert energy["targets"]["loihi2"]["measured"] is False
+    assert 0 < energy["snn_vs_ann_cmos45"] < 10
+    assert (out / "energy" / "energy.json").is_file()
+    assert summary["total_seconds"] < 180
