@@ -3,3 +3,42 @@ from pathlib import Path
 
 # tests/ helpers (data_files.py) are importable by the tests
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A quickly trained digits checkpoint and its whole test set: (ckpt, x [4, N, 1, 8, 8], labels)."""
+    from cf2neuro.data import load_dataset
+    from cf2neuro.train import TrainConfig, train
+
+    ckpt = tmp_path_factory.mktemp("digits")
+    train(TrainConfig(epochs=15, lr=2e-2), ckpt, progress=False)
+    bundle = load_dataset("digits")
+    xs = torch.stack([bundle.test[i][0] for i in range(len(bundle.test))])
+    ys = np.array([int(bundle.test[i][1]) for i in range(len(bundle.test))])
+    return ckpt, xs.unsqueeze(0).expand(4, *xs.shape).contiguous().numpy(), ys
+
+
+@pytest.fixture(scope="session")
+def lava_python():
+    """The Lava runtime's python, created (once, cached) by cf2neuro itself.
+
+    Without a Python 3.10 on a user's machine the Lava tests skip with the
+    reason; under CI (CI set) that is a failure.
+    """
+    import os
+
+    from cf2neuro import runtime
+    from cf2neuro.errors import RuntimeMissingError
+
+    try:
+        return runtime.setup_lava(progress=False)
+    except RuntimeMissingError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Lava runtime: {e}")

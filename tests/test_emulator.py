@@ -465,15 +465,8 @@ def test_emulator_equals_lava_transcription_spike_for_spike(build, seed):
 # --- the runner ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from cf2neuro.data import load_dataset
-    from cf2neuro.train import TrainConfig, train
-
-    ckpt = tmp_path_factory.mktemp("digits")
-    train(TrainConfig(epochs=15, lr=2e-2), ckpt, progress=False)
-    bundle = load_dataset("digits")
-    xs = torch.stack([bundle.test[i][0] for i in range(len(bundle.test))])
-    x = xs.unsqueeze(0).expand(4, *xs.shape).contiguous().numpy()
+def digits(digits_run):
+    ckpt, x, _ = digits_run
     return ckpt, x
 
 

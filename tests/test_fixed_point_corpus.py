@@ -19,7 +19,6 @@ from cf2neuro.nir import from_nir
 from cf2neuro.quant import quantize
 from cf2neuro.runners.emulator import Emulator
 from cf2neuro.runners.lava import integer_inputs, run_lava
-from test_lava_runtime import lava_python  # noqa: F401  (creates the runtime)
 
 CORPUS = Path(__file__).parents[1].parent / "shared" / "nir-graphs"
 NEURON_OPS = ("LIF", "IF", "CubaLIF", "CFNeuron")

@@ -21,7 +21,7 @@ import pytest
 from cf2neuro import api
 from cf2neuro.errors import BadInputError
 from cf2neuro.runners.lava import RunnerError, run_lava, run_nir
-from test_lava_runtime import cf, dense, graph, inp, lava_python, mlp_graph, out  # noqa: F401
+from test_lava_runtime import cf, dense, graph, inp, mlp_graph, out
 
 
 def _group_alive(pgid: int) -> list[int]:

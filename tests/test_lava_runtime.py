@@ -34,17 +34,6 @@ FP = "cf2neuro.fixed_point"
 
 # --- the runtime -------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def lava_python():
-    """The runtime's python, created (once, cached) by cf2neuro itself."""
-    try:
-        return runtime.setup_lava(progress=False)
-    except RuntimeMissingError as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Lava runtime: {e}")
-
-
 def _script(path: Path, body: str) -> Path:
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

@@ -18,7 +18,6 @@ from cf2neuro.ir import Graph
 from cf2neuro.quant import quantize
 from cf2neuro.runners.emulator import Emulator
 from cf2neuro.runners.lava import integer_inputs, run_lava
-from test_lava_runtime import lava_python  # noqa: F401  (creates the runtime)
 
 V_MAX = 2 ** 23 - 1
 

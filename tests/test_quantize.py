@@ -22,16 +22,8 @@ LOIHI2 = load_target("loihi2")
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    from cf2neuro.data import load_dataset
-    from cf2neuro.train import TrainConfig, train
-
-    ckpt = tmp_path_factory.mktemp("digits")
-    train(TrainConfig(epochs=15, lr=2e-2), ckpt, progress=False)
-    bundle = load_dataset("digits")
-    xs = torch.stack([bundle.test[i][0] for i in range(len(bundle.test))])
-    ys = np.array([int(bundle.test[i][1]) for i in range(len(bundle.test))])
-    x = xs.unsqueeze(0).expand(4, *xs.shape).contiguous().numpy()
+def digits(digits_run):
+    ckpt, x, ys = digits_run
     return api.checkpoint_graph(ckpt), x, ys
 
 
