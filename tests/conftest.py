@@ -1,8 +1,24 @@
 import sys
 from pathlib import Path
 
-# tests/ helpers (data_files.py) are importable by the tests
+# tests/ helpers (data_files.py, require_corpus) are importable by the tests
 sys.path.insert(0, str(Path(__file__).parent))
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "nir-graphs"
+
+
+def require_corpus(name: str) -> Path:
+    """A file of the NIR corpus; CI always has ../shared, so there its absence fails."""
+    import os
+
+    import pytest
+
+    path = CORPUS / name
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI runs with ../shared beside the repo")
+        pytest.skip(f"{path} is not here (the NIR corpus lives in ../shared/nir-graphs)")
+    return path
 
 
 import numpy as np  # noqa: E402

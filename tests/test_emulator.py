@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require_corpus
 import torch
 from scipy import signal
 
@@ -506,9 +507,7 @@ def test_run_api_on_checkpoint_and_its_quantized_nir_file(digits, tmp_path):
 
 
 def test_cli_runs_the_sinabs_corpus_graph(tmp_path):
-    path = CORPUS / "cnn_sinabs.nir"
-    if not path.is_file():
-        pytest.skip("the NIR corpus (../shared/nir-graphs) is not here")
+    path = require_corpus("cnn_sinabs.nir")
     rng = np.random.default_rng(0)
     x = ((rng.random((6, 3, 2, 34, 34)) < 0.1) * rng.integers(1, 3, (6, 3, 2, 34, 34)))
     np.savez(tmp_path / "in.npz", x=x.astype(np.float32))
@@ -530,9 +529,7 @@ def test_cli_runs_the_sinabs_corpus_graph(tmp_path):
 
 def test_braille_graphs_run_and_track_the_float_model():
     for name in ("braille_noDelay_bias_zero", "braille_noDelay_noBias_subtract"):
-        path = CORPUS / f"{name}.nir"
-        if not path.is_file():
-            pytest.skip("the NIR corpus (../shared/nir-graphs) is not here")
+        path = require_corpus(f"{name}.nir")
         g = from_nir(path, dt=1e-4)
         x = (np.random.default_rng(0).random((60, 4, 12)) < 0.1).astype(np.float32)
         q = quantize(g, "loihi2", calibration=x)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_corpus
 
 from cf2neuro.nir import from_nir
 from cf2neuro.quant import quantize
@@ -25,10 +26,7 @@ NEURON_OPS = ("LIF", "IF", "CubaLIF", "CFNeuron")
 
 
 def _corpus(name: str) -> Path:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"corpus file {path} not present")
-    return path
+    return require_corpus(name)
 
 
 def _emulator_equals_lava(q, xi) -> dict:

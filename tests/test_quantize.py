@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import require_corpus
 import torch
 
 from cf2neuro import api
@@ -222,11 +223,7 @@ def test_quantized_graph_round_trips_through_nir(digits, tmp_path):
 
 
 def test_cnn_corpus_graph_quantizes_with_the_conv_scale_in_the_next_layer():
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "shared" / "nir-graphs" / "cnn_sinabs.nir"
-    if not path.is_file():
-        pytest.skip("the NIR corpus is not here")
+    path = require_corpus("cnn_sinabs.nir")
     g = from_nir(path)
     x = (np.random.default_rng(0).random((3, 2, 2, 34, 34)) < 0.1).astype(np.float32)
     q = quantize(g, "loihi2", calibration=x)
