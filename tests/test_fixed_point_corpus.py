@@ -15,33 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_corpus
+from fixed_point_checks import assert_emulator_equals_lava
 
 from cf2neuro.nir import from_nir
 from cf2neuro.quant import quantize
-from cf2neuro.runners.emulator import Emulator
-from cf2neuro.runners.lava import integer_inputs, run_lava
+from cf2neuro.runners.lava import integer_inputs
 
 CORPUS = Path(__file__).parents[1].parent / "shared" / "nir-graphs"
-NEURON_OPS = ("LIF", "IF", "CubaLIF", "CFNeuron")
 
 
 def _corpus(name: str) -> Path:
     return require_corpus(name)
-
-
-def _emulator_equals_lava(q, xi) -> dict:
-    """Run both; assert output, spikes and final membranes of every neuron are equal."""
-    names = [n.name for n in q.nodes.values() if n.op in NEURON_OPS]
-    probes = names + [f"v:{n}" for n in names]
-    emu = Emulator(q).run(xi, probes=probes)
-    lava = run_lava(q, xi, probes=probes)
-    assert int(lava["latency"]) == int(emu["latency"])
-    np.testing.assert_array_equal(lava["output"], emu["output"], err_msg="output")
-    for n in names:
-        np.testing.assert_array_equal(lava[n], emu[n], err_msg=f"spikes of {n}")
-        np.testing.assert_array_equal(lava[f"v:{n}"], emu[f"v:{n}"][-1],
-                                      err_msg=f"final membrane of {n}")
-    return emu
 
 
 # --- lif_norse: one LIF driven by the reference input -------------------------------
@@ -78,7 +62,7 @@ def test_lif_norse_fixed_point_matches_norse_spike_for_spike(lava_python):  # no
     lif = next(n for n in q.nodes.values() if n.op == "LIF")
     fp = lif.attrs["fixed_point"]
     xi = integer_inputs(q, x)
-    emu = _emulator_equals_lava(q, xi)
+    emu = assert_emulator_equals_lava(q, xi)
     assert int(emu["latency"]) == 1
 
     spikes = np.flatnonzero(emu[lif.name].ravel())
@@ -111,7 +95,7 @@ def test_lif_norse_fixed_point_matches_norse_spike_for_spike(lava_python):  # no
 
 # --- cnn_sinabs: IF, conv, sum pooling, flatten ----------------------------------------
 
-def test_cnn_sinabs_emulator_equals_lava(lava_python):  # noqa: F811
+def test_cnn_sinabsassert_emulator_equals_lava(lava_python):  # noqa: F811
     """cnn_sinabs.nir (3 Conv + IF, 2 SumPool, Flatten, 2 Affine + IF): B=3, T=8 binary
     spikes with p = 0.3 over [2, 34, 34]; bit-exact output, spikes and membranes."""
     g = from_nir(_corpus("cnn_sinabs.nir"))
@@ -119,7 +103,7 @@ def test_cnn_sinabs_emulator_equals_lava(lava_python):  # noqa: F811
     x = (rng.random((8, 3, 2, 34, 34)) < 0.3).astype(np.float32)
     q = quantize(g, "loihi2", calibration=x)
     assert {"Conv2d", "SumPool2d", "Flatten", "IF"} <= {n.op for n in q.nodes.values()}
-    emu = _emulator_equals_lava(q, integer_inputs(q, x))
+    emu = assert_emulator_equals_lava(q, integer_inputs(q, x))
     assert int(emu["latency"]) == 7
     for n in q.nodes.values():
         if n.op == "IF":
@@ -130,7 +114,7 @@ def test_cnn_sinabs_emulator_equals_lava(lava_python):  # noqa: F811
 
 @pytest.mark.parametrize("name", ["braille_noDelay_bias_zero.nir",
                                   "braille_noDelay_noBias_subtract.nir"])
-def test_braille_recurrent_graphs_emulator_equals_lava(name, lava_python):  # noqa: F811
+def test_braille_recurrent_graphsassert_emulator_equals_lava(name, lava_python):  # noqa: F811
     """The recurrent Dense runs on Lava as cf2neuro_lava's ResetDense (its one-step buffer
     zeroed at every sample start), so samples streamed through one run do not leak
     their last spikes into the next sample; B=3, T=40, 12 input channels.
@@ -148,7 +132,7 @@ def test_braille_recurrent_graphs_emulator_equals_lava(name, lava_python):  # no
     rec = [n for n in q.nodes.values() if n.op == "CubaLIF" and any(
         q[i].op == "Linear" and n.name in q[i].inputs for i in q.nodes)]
     assert rec, "the graph has a recurrent CubaLIF"
-    emu = _emulator_equals_lava(q, integer_inputs(q, x))
+    emu = assert_emulator_equals_lava(q, integer_inputs(q, x))
     assert int(emu["latency"]) == 2
     for n in q.nodes.values():
         if n.op == "CubaLIF":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixed_point_checks import assert_emulator_equals_lava
 
 from cf2neuro.ir import Graph
 from cf2neuro.quant import quantize
@@ -111,20 +112,6 @@ CASES = {  # name: (network, T, B, seed, saturate)
 }
 
 
-def _compare(q: Graph, xi: np.ndarray) -> dict:
-    cfs = [n.name for n in q.nodes.values() if n.op == "CFNeuron"]
-    probes = cfs + [f"v:{c}" for c in cfs]
-    emu = Emulator(q).run(xi, probes=probes)
-    lava = run_lava(q, xi, probes=probes)
-    assert int(lava["latency"]) == int(emu["latency"])
-    np.testing.assert_array_equal(lava["output"], emu["output"], err_msg="output")
-    for c in cfs:
-        np.testing.assert_array_equal(lava[c], emu[c], err_msg=f"spikes of {c}")
-        np.testing.assert_array_equal(lava[f"v:{c}"], emu[f"v:{c}"][-1],
-                                      err_msg=f"final membrane of {c}")
-    return emu
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_randomized_networks_are_bit_exact(case, lava_python):  # noqa: F811
     make, T, B, seed, saturate = CASES[case]
@@ -133,7 +120,7 @@ def test_randomized_networks_are_bit_exact(case, lava_python):  # noqa: F811
     x = _f32(rng.normal(0, 1, (T, B, *shape)))
     q = _randomize(quantize(g, "loihi2", calibration=x), rng, saturate)
     xi = integer_inputs(q, x)
-    emu = _compare(q, xi)
+    emu = assert_emulator_equals_lava(q, xi)
     # what the case is meant to cover really happened
     cfs = [n for n in q.nodes.values() if n.op == "CFNeuron"]
     seen = {"graded": max(int(np.abs(emu[c.name]).max()) for c in cfs),
@@ -214,6 +201,6 @@ def test_trained_digits_model_is_bit_exact_on_100_test_samples(digits_model,  # 
     y = np.array([int(v) for v in ys])
     q = quantize(checkpoint_graph(ckpt), "loihi2", calibration=x)
     xi = integer_inputs(q, x)
-    emu = _compare(q, xi)
+    emu = assert_emulator_equals_lava(q, xi)
     accuracy = (emu["output"].sum(0).argmax(-1) == y).mean()
     assert accuracy > 0.8

@@ -329,13 +329,7 @@ def _neuron(name, node, ins, ctx) -> Value:
         raise GraphError(f"node {name!r} has no input")
     first = ins[0]
     for other in ins[1:]:
-        if other.shape != first.shape or not np.array_equal(other.index, first.index):
-            raise GraphError(f"node {name!r} sums inputs of different shapes or layouts "
-                             f"({list(first.shape)} and {list(other.shape)})")
-        if other.depth != first.depth:
-            raise GraphError(f"node {name!r} sums inputs that arrive after different numbers "
-                             f"of Dense/Conv steps ({first.depth} and {other.depth}); Lava would "
-                             f"add values of different time steps. Balance the paths")
+        _check_summable(name, first, other)
     meta = getattr(node, "metadata", None) or {}
     depth = max(v.depth for v in ins)
     make = _cf if _plain(meta.get(KEY_NEURON)) == CF_NEURON else _lif
@@ -346,16 +340,21 @@ def _neuron(name, node, ins, ctx) -> Value:
     return Value(proc.s_out, first.shape, first.lava_shape, first.index, depth)
 
 
+def _check_summable(name: str, a: Value, b: Value, what: str = "an input") -> None:
+    """Lava sums a neuron's inputs elementwise, step by step: same layout, same depth."""
+    if b.shape != a.shape or not np.array_equal(b.index, a.index):
+        raise GraphError(f"node {name!r} sums inputs of different shapes or layouts: {what} "
+                         f"gives {list(b.shape)}, the neuron has {list(a.shape)}")
+    if b.depth != a.depth:
+        raise GraphError(f"node {name!r} sums inputs that arrive after different numbers of "
+                         f"Dense/Conv steps ({what}: {b.depth}, the neuron: {a.depth}); Lava "
+                         f"would add values of different time steps. Balance the paths")
+
+
 def _connect_recurrent(src_name: str, name: str, ctx) -> None:
     """Connect a recurrent Dense into the neuron it feeds (built before it)."""
     value, target = ctx.values[src_name], ctx.values[name]
-    if value.shape != target.shape or not np.array_equal(value.index, target.index):
-        raise GraphError(f"the recurrent Dense {src_name!r} gives {list(value.shape)} values, "
-                         f"neuron {name!r} has shape {list(target.shape)}")
-    if value.depth != target.depth:
-        raise GraphError(f"the recurrent Dense {src_name!r} delivers at pipeline depth "
-                         f"{value.depth}, neuron {name!r} runs at depth {target.depth}; Lava "
-                         f"would add values of different time steps. Balance the loop")
+    _check_summable(name, target, value, f"the recurrent Dense {src_name!r}")
     value.port.connect(ctx.processes[name].a_in)
 
 
