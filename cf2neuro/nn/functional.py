@@ -90,8 +90,8 @@ def _backward_kernel(x, gout, alpha, theta, gpos, gneg, beta: float, hi: int,
     # Recompute the window (cheap, elementwise) instead of saving it.
     us, ns = _unroll(x, theta, beta, hi, signed)
     gx = []
-    galpha = []
-    gtheta = x.new_zeros(())
+    galpha = []  # the terms of dL/dα_t and dL/dθ, summed after the loop: faster fused
+    gtheta = []
     gv = torch.zeros_like(x[0])
     for t in range(x.shape[0] - 1, -1, -1):
         u, n, a = us[t], ns[t], alpha[t]
@@ -112,13 +112,15 @@ def _backward_kernel(x, gout, alpha, theta, gpos, gneg, beta: float, hi: int,
             gu = gu + gpos * (u > 0) - gneg * (u < 0)
         gx.append(gu)
         if need_alpha:
-            galpha.append((gn * da).sum())
+            galpha.append(gn * da)
         if need_theta:
-            gtheta = gtheta + (gn * dth).sum() - (gv * n).sum()
+            gtheta.append(gn * dth - gv * n)
         gv = beta * gu
     gx.reverse()
     galpha.reverse()
-    return torch.stack(gx), torch.stack(galpha) if need_alpha else None, gtheta
+    galpha = torch.stack([g.sum() for g in galpha]) if need_alpha else None
+    gtheta = sum(g.sum() for g in gtheta) if need_theta else x.new_zeros(())
+    return torch.stack(gx), galpha, gtheta
 
 
 _KERNELS = {"forward": _forward_kernel, "backward": _backward_kernel}
@@ -149,7 +151,18 @@ def kernels_compiled() -> bool:
 def _compiled(name: str, **static):
     # The hyper-parameters are baked in as constants: with β as a symbolic
     # float inductor computes the state in double, 2x slower.
-    return torch.compile(functools.partial(_KERNELS[name], **static))
+    return torch.compile(functools.partial(_KERNELS[name], **static), options=_inductor_options())
+
+
+def _inductor_options() -> dict:
+    # With a dynamic width, inductor decides whether a CPU loop runs on all
+    # threads from the size of the first call, and caches that on disk: a
+    # kernel first built for a small layer stayed single-threaded at any size.
+    try:
+        from torch._inductor import config
+    except ImportError:
+        return {}
+    return {"cpp.min_chunk_size": 1} if hasattr(config.cpp, "min_chunk_size") else {}
 
 
 def _run(name: str, tensors: tuple, **static):
