@@ -10,7 +10,8 @@ from cf2neuro.cli import main as cli
 from cf2neuro.report import PLOT_FILES, REPORT_KEYS
 
 
-def test_demo_trains_digits_and_reports(tmp_path, capsys):
+def test_demo_trains_digits_and_reports(tmp_path, capsys, lava_python):
+    # lava_python: the demo verifies on Lava, so without a runtime (outside CI) this skips
     out = tmp_path / "demo"
     assert cli(["demo", "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "demo.json").read_text())
