@@ -66,7 +66,7 @@ def _cmd_verify(args) -> int:
 
     r = verify(args.checkpoint, target=args.target, data=args.data, runner=args.runner,
                limit=args.limit, max_drop=args.max_drop, report_dir=args.report,
-               timeout=args.timeout)
+               timeout=args.timeout, device=args.device)
     print(f"{r['target']} via {r['runner']}, {r['samples']} samples: float "
           f"{100 * r['float_accuracy']:.2f} %, quantized {100 * r['quantized_accuracy']:.2f} % "
           f"(drop {r['accuracy_drop_pp']:.2f} pp), runner {100 * r['runner_accuracy']:.2f} %, "
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail (exit 1) when quantization costs more accuracy than this")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="watchdog for the runner (default: scaled to the run)")
+    p.add_argument("--device", default="cpu",
+                   help="where the float reference and the emulator run (cpu, cuda, auto)")
     p.add_argument("--report", required=True, metavar="DIR")
     p.set_defaults(func=_cmd_verify)
 

@@ -95,7 +95,8 @@ def _init_distributed(device: torch.device) -> _Dist:
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def _pick_device(name: str, local_rank: int) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto", "cpu", "cuda", "cuda:1"... as a torch.device; a clear error without CUDA."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -196,7 +197,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True
     out = Path(out_dir)
     if resume:
         cfg = _resume_config(out, cfg)
-    dev = _pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dev = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist = _init_distributed(dev)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed + dist.rank)

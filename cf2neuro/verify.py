@@ -24,10 +24,11 @@ from .data import encode, load_dataset, method_for
 from .errors import ConfigError
 from .fileio import atomic_path, write_json
 from .ir.engine import Engine
+from .ir.numerics import FloatNumerics
 from .quant import quantization_report, quantize
 from .runners.emulator import emulate
 from .targets import load_target
-from .train import TrainConfig
+from .train import TrainConfig, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,14 @@ def _exact_match(probe: str, emulated, ran, samples: int) -> float:
 
 def verify(ckpt_dir, target: str = "loihi2", data: str | None = None, runner: str | None = None,
            limit: int | None = None, max_drop: float | None = None, report_dir=None,
-           timeout: float | None = None) -> dict:
-    """Run float, emulator and runner on the test set; write and return the report."""
+           timeout: float | None = None, device: str = "cpu") -> dict:
+    """Run float, emulator and runner on the test set; write and return the report.
+
+    `device` is where the float reference and the emulator run ("cuda" for
+    big test sets); target runners such as Lava run where they run.
+    """
     t0 = time.perf_counter()
+    dev = pick_device(device)
     tgt = load_target(target)
     runner = runner or tgt.runner
     if runner not in RUNNERS:
@@ -93,8 +99,9 @@ def verify(ckpt_dir, target: str = "loihi2", data: str | None = None, runner: st
     probes = neurons + [f"v:{n}" for n in neurons]
 
     with torch.no_grad():
-        ref = Engine(graph).run(x, probes=neurons)
-    emu = emulate(qgraph, x, probes=probes)
+        ref = Engine(graph, FloatNumerics(device=dev)).run(x, probes=neurons)
+    ref = {k: v.cpu() for k, v in ref.items()}
+    emu = emulate(qgraph, x, probes=probes, device=dev)
     if runner == "emulator":
         run = emu
     else:

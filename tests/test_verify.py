@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from cf2neuro.cli import main as cli
 from cf2neuro.train import TrainConfig, train
@@ -52,4 +53,13 @@ def test_unknown_target_is_bad_input(digits_ckpt, tmp_path, capsys):
     rc = cli(["verify", str(digits_ckpt), "--target", "truenorth", "--data", "digits",
               "--report", str(tmp_path)])
     assert rc == 2 and "truenorth" in capsys.readouterr().err
+    assert not (tmp_path / "verify.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_device_without_a_gpu_is_bad_input(digits_ckpt, tmp_path, capsys):
+    rc = cli(["verify", str(digits_ckpt), "--target", "loihi2", "--data", "digits",
+              "--runner", "emulator", "--device", "cuda", "--report", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no CUDA GPU" in err and "--device cpu" in err
     assert not (tmp_path / "verify.json").exists()
