@@ -3,8 +3,10 @@
     DIR/model.safetensors   the model's state_dict
     DIR/config.json         {"model": ..., "train": ..., "weights_sha256": ...}
     DIR/metrics.json        {"test_accuracy": 0..1, "history": [...], ...}
-    DIR/train_state.pt      optimizer/scheduler/RNG state for --resume, read with
-                            torch.load(weights_only=True): nothing is unpickled.
+    DIR/train_state.safetensors
+                            optimizer/scheduler/RNG state for --resume: its
+                            tensors, plus the rest as JSON in the metadata;
+                            nothing is ever unpickled.
 
 Loading checks the weights' SHA-256 against config.json, so a truncated or
 corrupted file is an error that names it, never a silently wrong model.
@@ -17,7 +19,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -25,7 +27,7 @@ from .errors import CheckpointError, Cf2NeuroError
 from .fileio import atomic_path, write_json
 
 WEIGHTS, CONFIG, METRICS, TRAIN_STATE = (
-    "model.safetensors", "config.json", "metrics.json", "train_state.pt")
+    "model.safetensors", "config.json", "metrics.json", "train_state.safetensors")
 
 
 def _sha256(path: Path) -> str:
@@ -45,8 +47,10 @@ def save_checkpoint(directory, model: nn.Module, config: dict, metrics: dict,
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         digest = _sha256(tmp)
     if train_state is not None:
+        tensors: dict[str, torch.Tensor] = {}
+        tree = json.dumps(_encode(train_state, "", tensors))
         with atomic_path(directory / TRAIN_STATE) as tmp:
-            torch.save(train_state, tmp)
+            save_file(tensors, str(tmp), metadata={"tree": tree})
     write_json(directory / CONFIG, {**config, "model": model.config, "weights_sha256": digest})
     write_json(directory / METRICS, metrics)
     return directory
@@ -102,7 +106,43 @@ def load_train_state(directory) -> dict:
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {path} is missing (train without --resume)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a broken zip/pickle stream
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tree = json.loads(f.metadata()["tree"])
+        return _decode(tree, tensors)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"cannot resume: {path} is unreadable ({type(e).__name__}: "
-                              f"{str(e)[:200]})") from None
+                              f"{str(e)[:200]}); train again without --resume") from None
+
+
+# The train state (optimizer, scheduler, RNG) is nested dicts, lists and
+# tuples of tensors and scalars, with int keys (optimizer state). JSON keeps
+# the structure, tagged so that key and container types come back exactly;
+# safetensors keeps the tensors.
+
+def _encode(obj, path: str, tensors: dict):
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().cpu().contiguous()
+        return {"tensor": path}
+    if isinstance(obj, dict):
+        return {"dict": [[k, _encode(v, f"{path}/{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        kind = "list" if isinstance(obj, list) else "tuple"
+        return {kind: [_encode(v, f"{path}/{i}", tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"value": obj}
+    raise TypeError(f"train state at {path or '/'}: cannot store a {type(obj).__name__}")
+
+
+def _decode(node: dict, tensors: dict):
+    (kind, value), = node.items()
+    if kind == "tensor":
+        return tensors[value]
+    if kind == "dict":
+        return {k: _decode(v, tensors) for k, v in value}
+    if kind in ("list", "tuple"):
+        items = [_decode(v, tensors) for v in value]
+        return items if kind == "list" else tuple(items)
+    if kind == "value":
+        return value
+    raise ValueError(f"unknown entry {kind!r}")

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from cf2neuro.checkpoint import load_checkpoint
+from cf2neuro.checkpoint import load_checkpoint, load_train_state, save_checkpoint
 from cf2neuro.cli import main as cli
 from cf2neuro.errors import CheckpointError, ConfigError
 from cf2neuro.train import TrainConfig, train
@@ -43,7 +43,8 @@ def test_short_digits_run_learns_well_above_chance(trained):
 
 def test_checkpoint_round_trip(trained):
     out, metrics = trained
-    for name in ("model.safetensors", "config.json", "metrics.json", "train_state.pt"):
+    for name in ("model.safetensors", "config.json", "metrics.json",
+                 "train_state.safetensors"):
         assert (out / name).is_file()
     model, config, saved = load_checkpoint(out)
     assert saved["test_accuracy"] == metrics["test_accuracy"]
@@ -130,8 +131,36 @@ def test_garbage_weights_without_hash_are_refused(checkpoint_copy):
         load_checkpoint(checkpoint_copy)
 
 
+def _same(a, b):
+    """Equal values of exactly the same types, recursively (tensors bit for bit)."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_train_state_round_trip_keeps_types_without_pickle(trained, tmp_path):
+    model, config, metrics = load_checkpoint(trained[0])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.9, 0.99))
+    model(torch.rand(4, 2, 1, 8, 8)).sum().backward()
+    opt.step()
+    state = {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "epoch": 3,
+             "scale": float("inf"), "nothing": None}
+    save_checkpoint(tmp_path, model, config, metrics, state)
+    back = load_train_state(tmp_path)
+    assert _same(state, back)
+    assert all(isinstance(k, int) for k in back["optimizer"]["state"])  # Adam's param ids
+    raw = (tmp_path / "train_state.safetensors").read_bytes()  # safetensors: u64 + JSON header
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    assert "tree" in header["__metadata__"]
+
+
 def test_broken_config_and_train_state(checkpoint_copy):
-    (checkpoint_copy / "train_state.pt").write_bytes(b"not a zip")
+    (checkpoint_copy / "train_state.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="cannot resume"):
         train(TrainConfig(epochs=9), checkpoint_copy, resume=True, progress=False)
     (checkpoint_copy / "config.json").write_text("{not json")
