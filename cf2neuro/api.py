@@ -126,13 +126,14 @@ def load_inputs(inputs) -> np.ndarray:
 
 def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: float | None = None,
         probes: Iterable[str] = (), out: str | PathLike | None = None,
-        target: str | None = None) -> dict[str, np.ndarray]:
+        target: str | None = None, device: str | None = None) -> dict[str, np.ndarray]:
     """Run `source` (checkpoint directory or NIR file) on `inputs` with `runner`.
 
     Returns {"output": [T, B, *out], probe: [T, B, ...], ...} as numpy
     arrays; with `out`, also writes them to that .npz (atomically). `dt`
     (seconds per step) overrides the graph's; a NIR graph with LIF, LI or
-    CubaLIF neurons needs one of them.
+    CubaLIF neurons needs one of them. `device` ("cuda", ...) runs the
+    reference or emulator runner there.
     """
     from . import runners  # noqa: F401  registers the emulator and lava runners
 
@@ -140,10 +141,18 @@ def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: floa
     if fn is None:
         raise BadInputError(f"runner {runner!r} is not available; available: "
                             f"{', '.join(sorted(RUNNERS))}")
+    options = {}
+    if device is not None:
+        if runner not in DEVICE_RUNNERS:
+            raise BadInputError(f"--device is for the {' and '.join(DEVICE_RUNNERS)} runners; "
+                                f"{runner!r} runs where its runtime runs (leave --device out)")
+        from .train import pick_device
+
+        options["device"] = pick_device(device)
     probes = list(probes)
     x = load_inputs(inputs)
     graph = load_source(source, dt=dt)
-    results = fn(graph, x, probes, target)
+    results = fn(graph, x, probes, target, **options)
     if out is not None:
         save_outputs(out, results)
     return results
@@ -157,13 +166,18 @@ def save_outputs(path: str | PathLike, results: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def _reference(graph, x: np.ndarray, probes: list[str], target: str | None) -> dict:
+DEVICE_RUNNERS = ("reference", "emulator")  # the runners that take a torch device
+
+
+def _reference(graph, x: np.ndarray, probes: list[str], target: str | None,
+               device=None) -> dict:
     """The float IR engine (DESIGN §4 `reference`); it has no target-specific numerics."""
     from .ir.engine import Engine
+    from .ir.numerics import FloatNumerics
 
     if target is not None:
         log.warning("runner 'reference' runs float numerics; --target %s is ignored", target)
-    res = Engine(graph).run(x, probes=probes)
+    res = Engine(graph, FloatNumerics(device=device)).run(x, probes=probes)
     return {k: v.detach().cpu().numpy() for k, v in res.items()}
 
 

@@ -56,7 +56,7 @@ def _cmd_run(args) -> int:
     from .api import run
 
     res = run(args.source, runner=args.runner, inputs=args.inputs, dt=args.dt,
-              probes=args.probe, out=args.out, target=args.target)
+              probes=args.probe, out=args.out, target=args.target, device=args.device)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.items()))
     return 0
 
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="OUT.npz")
     p.add_argument("--probe", action="append", default=[], metavar="NAME",
                    help='record a node\'s output; "v:NAME" for a membrane after reset (repeatable)')
+    p.add_argument("--device", default=None,
+                   help="where the reference or emulator runner computes (cpu, cuda, auto)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("verify", help="float vs quantized vs target runner on a test set")

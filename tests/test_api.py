@@ -110,6 +110,7 @@ def test_run_bad_input_is_a_clear_error(tmp_path):
         (dict(source=ckpt, inputs=None), "--inputs"),
         (dict(source=ckpt, inputs=good, probes=["nope"]), "no node named 'nope'"),
         (dict(source=ckpt, inputs=good, runner="warp"), "runner 'warp' is not available"),
+        (dict(source=ckpt, inputs=good, runner="lava", device="cpu"), "--device is for the"),
         (dict(source=tmp_path / "nothing", inputs=good), "neither a checkpoint"),
         (dict(source=tmp_path / "junk.npz", inputs=good), "not a NIR file"),
     ]

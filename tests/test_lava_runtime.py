@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 from pathlib import Path
 
 import nir
@@ -87,10 +86,8 @@ def test_no_python310_says_what_to_install(tmp_path, monkeypatch):
 def test_setup_is_idempotent(lava_python):
     root = runtime.runtime_dir()
     before = (root / runtime.STAMP).stat().st_mtime_ns
-    t0 = time.perf_counter()
     assert runtime.setup_lava(progress=False) == lava_python
-    assert time.perf_counter() - t0 < 5
-    assert (root / runtime.STAMP).stat().st_mtime_ns == before
+    assert (root / runtime.STAMP).stat().st_mtime_ns == before  # not installed again
     assert runtime._is_ready(root, runtime.lava_package_dir())
 
 

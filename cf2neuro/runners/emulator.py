@@ -72,7 +72,8 @@ def emulate(qgraph: Graph, x, probes: Iterable[str] = (), device=None) -> dict:
     return Emulator(qgraph, device).run(x, probes)
 
 
-def _runner(graph: Graph, x: np.ndarray, probes: list[str], target: str | None) -> dict:
+def _runner(graph: Graph, x: np.ndarray, probes: list[str], target: str | None,
+            device=None) -> dict:
     """`cf2neuro run --runner emulator [--target NAME]` (DESIGN §8)."""
     if is_quantized(graph):
         have = graph.meta["fixed_point"].get("target")
@@ -86,7 +87,7 @@ def _runner(graph: Graph, x: np.ndarray, probes: list[str], target: str | None) 
         qgraph = quantize(graph, target or DEFAULT_TARGET, calibration=x)
         log.info("quantized for %s on the fly (input scale %g)", target or DEFAULT_TARGET,
                  qgraph.meta["fixed_point"]["input_scale"])
-    res = Emulator(qgraph).run(x, probes)
+    res = Emulator(qgraph, device).run(x, probes)
     res["latency"] = np.asarray(res["latency"], dtype=np.int64)
     return res
 
