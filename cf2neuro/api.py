@@ -146,7 +146,7 @@ def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: floa
         if runner not in DEVICE_RUNNERS:
             raise BadInputError(f"--device is for the {' and '.join(DEVICE_RUNNERS)} runners; "
                                 f"{runner!r} runs where its runtime runs (leave --device out)")
-        from .train import pick_device
+        from .device import pick_device
 
         options["device"] = pick_device(device)
     probes = list(probes)

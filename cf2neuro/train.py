@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from . import checkpoint as ckpt
 from .data import encode, load_dataset, method_for
+from .device import pick_device
 from .errors import ConfigError
 from .losses import pn_balance_loss, recording_potentials, task_loss
 from .nn import functional as cff
@@ -94,20 +95,6 @@ def _init_distributed(device: torch.device) -> _Dist:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto", "cpu", "cuda", "cuda:1"... as a torch.device; a clear error without CUDA."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU; "
-                              f"use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 # --- helpers -------------------------------------------------------------------

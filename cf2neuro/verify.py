@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from .api import RUNNERS, checkpoint_graph
 from .checkpoint import load_checkpoint
 from .data import encode, load_dataset, method_for
+from .device import pick_device
 from .errors import ConfigError
 from .fileio import atomic_path, write_json
 from .ir.engine import Engine
@@ -28,7 +29,7 @@ from .ir.numerics import FloatNumerics
 from .quant import quantization_report, quantize
 from .runners.emulator import emulate
 from .targets import load_target
-from .train import TrainConfig, pick_device
+from .train import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -63,3 +63,9 @@ def test_cuda_device_without_a_gpu_is_bad_input(digits_ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "no CUDA GPU" in err and "--device cpu" in err
     assert not (tmp_path / "verify.json").exists()
+
+
+def test_unknown_device_is_bad_input(digits_ckpt, tmp_path, capsys):
+    rc = cli(["verify", str(digits_ckpt), "--target", "loihi2", "--data", "digits",
+              "--device", "gpu", "--report", str(tmp_path)])
+    assert rc == 2 and "unknown device 'gpu'" in capsys.readouterr().err
