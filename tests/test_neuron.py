@@ -117,12 +117,15 @@ def proxy(u, alpha, theta, k_max, signed, shape):
     return p
 
 
-def straight_through(x, alpha, theta, p: CFParameters):
-    """Independent reference in plain autograd: staircase forward, proxy gradient."""
+def straight_through(x, alpha, theta, p: CFParameters, us: list | None = None):
+    """Independent reference in plain autograd: staircase forward, proxy gradient.
+    Appends each step's membrane u to `us` when given."""
     v = torch.zeros_like(x[0])
     out = []
     for t in range(x.shape[0]):
         u = p.beta * v + x[t]
+        if us is not None:
+            us.append(u)
         stair = torch.clamp(torch.trunc(u / theta), p.lowest, p.max_spikes).detach()
         smooth = proxy(u, alpha[t], theta, p.max_spikes, p.signed, p.surrogate)
         n = stair + (smooth - smooth.detach())
@@ -158,6 +161,40 @@ def test_fused_backward_equals_straight_through_autograd(shape, k_max, signed, d
     torch.testing.assert_close(gx, xr.grad)
     torch.testing.assert_close(ga, ar.grad)
     torch.testing.assert_close(gt, tr.grad)
+
+
+@pytest.mark.parametrize("k_max,detach", [(1, True), (3, False)])
+def test_long_window_runs_in_chunks_with_the_same_gradients(k_max, detach):
+    # T = 11 runs as chunks of 4, 4 and 3 steps: the state, dL/dv and the PN
+    # loss's terms must cross the chunk borders as in one unrolled window.
+    steps = 11
+    assert [c.stop - c.start for c in cff._chunks(steps)] == [4, 4, 3]
+    torch.manual_seed(5)
+    p = CFParameters(beta=0.7, max_spikes=k_max, signed=True, detach_reset=detach)
+    x = torch.randn(steps, 3, 7, dtype=torch.float64) * 2
+    alpha = torch.linspace(1.5, 5.0, steps, dtype=torch.float64)
+    theta = torch.tensor(0.9, dtype=torch.float64)
+    gout = torch.randn_like(x)
+
+    def loss(out, pos, neg):
+        return (out * gout).sum() + 3.0 * pos - 2.0 * neg
+
+    xf, af, tf = (t.clone().requires_grad_() for t in (x, alpha, theta))
+    out, pos, neg = cf_multistep(xf, af, tf, p, record=True)
+    loss(out, pos, neg).backward()
+
+    xr, ar, tr = (t.clone().requires_grad_() for t in (x, alpha, theta))
+    us = []
+    ref = straight_through(xr, ar, tr, p, us)
+    u = torch.stack(us)
+    ref_pos, ref_neg = torch.relu(u).mean(), torch.relu(-u).mean()
+    loss(ref, ref_pos, ref_neg).backward()
+
+    assert torch.equal(out, ref.detach())
+    torch.testing.assert_close((pos, neg), (ref_pos.detach(), ref_neg.detach()))
+    torch.testing.assert_close(xf.grad, xr.grad)
+    torch.testing.assert_close(af.grad, ar.grad)
+    torch.testing.assert_close(tf.grad, tr.grad)
 
 
 @pytest.mark.parametrize("shape", sorted(BUMPS))
@@ -266,14 +303,15 @@ def test_learnable_threshold_gets_gradient():
 
 @pytest.mark.parametrize("k_max,signed", [(1, True), (3, False)])
 def test_compiled_kernels_equal_eager(k_max, signed):
+    # T = 10 runs as chunks of 4, 4 and 2 steps: the state crosses kernel calls.
     torch.manual_seed(3)
-    x = torch.randn(4, 2, 300) * 2
+    x = torch.randn(10, 2, 300) * 2
     gout = torch.randn_like(x)
     results = []
     for compiled in (False, True):
         cff.compile_kernels(compiled)
         try:
-            layer = CFNeuron(4, max_spikes=k_max, signed=signed, learn_threshold=True)
+            layer = CFNeuron(10, max_spikes=k_max, signed=signed, learn_threshold=True)
             xi = x.clone().requires_grad_()
             out = layer(xi)
             out.backward(gout)
@@ -285,6 +323,21 @@ def test_compiled_kernels_equal_eager(k_max, signed):
     torch.testing.assert_close(g1, g2)
     torch.testing.assert_close(a1, a2, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(t1, t2, rtol=1e-4, atol=1e-5)
+
+
+def test_each_kernel_configuration_compiles_on_its_own():
+    # Dynamo keeps a few graphs per code object, then silently runs eager.
+    # Kernels of different configurations must not share one: with a limit of
+    # one graph, a shared code object would fail on the second configuration.
+    x = torch.randn(3, 2, 40)
+    cff.compile_kernels(True)
+    try:
+        with torch._dynamo.config.patch(recompile_limit=1, fail_on_recompile_limit_hit=True):
+            for k_max in (2, 3):
+                layer = CFNeuron(3, max_spikes=k_max, beta=0.37, surrogate="triangle")
+                layer(x.clone().requires_grad_()).sum().backward()
+    finally:
+        cff.compile_kernels(False)
 
 
 @pytest.mark.parametrize("record", [False, True])

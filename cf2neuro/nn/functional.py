@@ -10,8 +10,9 @@ Per neuron, with state v (v_0 = 0), threshold θ, decay β, K and signed:
 IR engine, fixed-point emulator) shares or mirrors. `cf_multistep` is the
 training path: a fused autograd function over the whole window whose
 backward recomputes u from x instead of saving every step, with the
-time-step-wise surrogate of `surrogate.py`. Both kernels run eagerly or,
-after `compile_kernels(True)`, through `torch.compile` (one fused loop each).
+time-step-wise surrogate of `surrogate.py`. Windows longer than MAX_UNROLLED
+steps run as chunks of CHUNK steps; both kernels run eagerly or, after
+`compile_kernels(True)`, through `torch.compile`.
 """
 
 from __future__ import annotations
@@ -57,42 +58,59 @@ def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters):
     return n, u - n * theta, u
 
 
-# --- kernels over a flattened window x: [T, N] ------------------------------
+# --- kernels over a flattened chunk of the window x: [Tc, N] ------------------
+# Each call runs Tc steps from the state v it is given and returns the state
+# after them; `_CFWindow` chains the calls. Inductor unrolls the time loop, so
+# one kernel over a long window grows with T: at T = 32, K = 4 it compiled for
+# 84 s and ran 15.9 ms (2^16 neurons); as chunks of 4 steps, 39 s and 13.4 ms,
+# and the compile no longer grows with T. Windows up to 8 steps stay one
+# kernel: joining chunk outputs costs a copy that only pays off beyond that.
 # trunc(u / θ) is written torch.div(u, θ, rounding_mode="trunc"): the same
 # numbers, but torch.trunc has no vectorized CPU kernel (10x slower).
 
-def _unroll(x, theta, beta: float, hi: int, signed: bool):
-    """The forward recurrence over x: [T, N]; returns the lists of u_t and n_t."""
+MAX_UNROLLED = 8  # windows up to this many steps run as one kernel
+CHUNK = 4         # longer windows run in chunks of this many steps
+
+
+def _unroll(x, v, theta, beta: float, hi: int, signed: bool):
+    """The forward recurrence over x: [Tc, N] from state v (None: 0); returns u_t, n_t, last v."""
     us, ns = [], []
-    v = torch.zeros_like(x[0])
+    v = torch.zeros_like(x[0]) if v is None else v
     for t in range(x.shape[0]):
         u = beta * v + x[t]
         n = torch.clamp(torch.div(u, theta, rounding_mode="trunc"), -hi if signed else 0, hi)
         us.append(u)
         ns.append(n)
         v = u - n * theta
-    return us, ns
+    return us, ns, v
 
 
-def _forward_kernel(x, theta, beta: float, hi: int, signed: bool, record: bool):
-    us, ns = _unroll(x, theta, beta, hi, signed)
+def _forward_kernel(x, v, theta, beta: float, hi: int, signed: bool, record: bool,
+                    carry: bool):
+    """Spikes of one chunk, its last state when `carry` (another chunk follows),
+    and the P and N sums. (Writing the spikes step by step into a given buffer
+    made inductor recompute the recurrence for every step.)"""
+    us, ns, v = _unroll(x, v, theta, beta, hi, signed)
     pos = neg = x.new_zeros(())
     if record:
         pos = sum(torch.relu(u).sum() for u in us)
         neg = sum(torch.relu(-u).sum() for u in us)
-    return torch.stack(ns), pos, neg
+    return torch.stack(ns), (v if carry else None), pos, neg
 
 
-def _backward_kernel(x, gout, alpha, theta, gpos, gneg, beta: float, hi: int,
-                     signed: bool, detach_reset: bool, shape: str,
-                     need_alpha: bool = True, need_theta: bool = True):
+def _backward_kernel(x, v, gout, gv, alpha, theta, gpos, gneg, beta: float, hi: int,
+                     signed: bool, detach_reset: bool, shape: str, need_alpha: bool,
+                     need_theta: bool, carry: bool):
+    """Gradients of one chunk. gv is dL/dv after its last step, from the next chunk
+    (None: the window's end). Returns dL/dx, dL/dv before its first step when
+    `carry` (an earlier chunk needs it), dL/dα_t and dL/dθ."""
     f = bump(shape)
-    # Recompute the window (cheap, elementwise) instead of saving it.
-    us, ns = _unroll(x, theta, beta, hi, signed)
+    # Recompute the chunk (cheap, elementwise) instead of saving it.
+    us, ns, _ = _unroll(x, v, theta, beta, hi, signed)
+    gv = torch.zeros_like(x[0]) if gv is None else gv
     gx = []
     galpha = []  # the terms of dL/dα_t and dL/dθ, summed after the loop: faster fused
     gtheta = []
-    gv = torch.zeros_like(x[0])
     for t in range(x.shape[0] - 1, -1, -1):
         u, n, a = us[t], ns[t], alpha[t]
         s = da = dth = 0.0  # dn/du (the surrogate), dn/dα, dn/dθ
@@ -120,10 +138,11 @@ def _backward_kernel(x, gout, alpha, theta, gpos, gneg, beta: float, hi: int,
     galpha.reverse()
     galpha = torch.stack([g.sum() for g in galpha]) if need_alpha else None
     gtheta = sum(g.sum() for g in gtheta) if need_theta else x.new_zeros(())
-    return torch.stack(gx), galpha, gtheta
+    return torch.stack(gx), (gv if carry else None), galpha, gtheta
 
 
 _KERNELS = {"forward": _forward_kernel, "backward": _backward_kernel}
+_WIDE = {"forward": 2, "backward": 4}  # (x, v) and (x, v, gout, gv)
 _use_compiled = False
 
 
@@ -151,7 +170,14 @@ def kernels_compiled() -> bool:
 def _compiled(name: str, **static):
     # The hyper-parameters are baked in as constants: with β as a symbolic
     # float inductor computes the state in double, 2x slower.
-    return torch.compile(functools.partial(_KERNELS[name], **static), options=_inductor_options())
+    def kernel(*tensors):
+        return _KERNELS[name](*tensors, **static)
+
+    # A code object of its own per configuration: dynamo keeps at most
+    # `recompile_limit` (8) graphs per code object, and configurations sharing
+    # one (as functools.partial objects do) silently fell back to eager.
+    kernel.__code__ = kernel.__code__.replace(co_name=f"cf_{name}_kernel")
+    return torch.compile(kernel, options=_inductor_options())
 
 
 def _inductor_options() -> dict:
@@ -168,10 +194,22 @@ def _inductor_options() -> dict:
 def _run(name: str, tensors: tuple, **static):
     if not _use_compiled:
         return _KERNELS[name](*tensors, **static)
-    for t in tensors:  # one compiled kernel for every layer width N
-        if isinstance(t, torch.Tensor) and t.dim() == 2 and t.shape[1] > 1:
-            torch._dynamo.mark_dynamic(t, 1)
+    # One compiled kernel for every layer width N: the first `_WIDE[name]`
+    # arguments are x-like [Tc, N] or state-like [N] tensors.
+    if tensors[0].shape[1] > 1:
+        for t in tensors[:_WIDE[name]]:
+            if t is not None:
+                torch._dynamo.mark_dynamic(t, t.dim() - 1)
     return _compiled(name, **static)(*tensors)
+
+
+def _cat(parts: list) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _chunks(steps: int) -> list[slice]:
+    size = steps if steps <= MAX_UNROLLED else CHUNK
+    return [slice(a, min(a + size, steps)) for a in range(0, steps, size)]
 
 
 class _CFWindow(torch.autograd.Function):
@@ -179,24 +217,40 @@ class _CFWindow(torch.autograd.Function):
     # extra outputs would trip torch.compile's tracing of this function.
     @staticmethod
     def forward(ctx, x, alpha, theta, p: CFParameters, record: bool):
-        out, pos, neg = _run("forward", (x, theta), beta=p.beta, hi=p.max_spikes,
-                             signed=p.signed, record=record)
-        ctx.save_for_backward(x, alpha, theta)
+        chunks = _chunks(x.shape[0])
+        v, starts, outs, pos, neg = None, [], [], 0.0, 0.0
+        for i, chunk in enumerate(chunks):
+            if v is not None:
+                starts.append(v)  # the backward restarts each chunk from its state
+            out, v, cpos, cneg = _run("forward", (x[chunk], v, theta), beta=p.beta,
+                                      hi=p.max_spikes, signed=p.signed, record=record,
+                                      carry=i + 1 < len(chunks))
+            outs.append(out)
+            pos, neg = pos + cpos, neg + cneg
+        ctx.save_for_backward(x, alpha, theta, *starts)
         ctx.p = p
+        out = _cat(outs)
         return (out, pos, neg) if record else out
 
     @staticmethod
     def backward(ctx, gout, *gpn):
-        x, alpha, theta = ctx.saved_tensors
+        x, alpha, theta, *starts = ctx.saved_tensors
         p = ctx.p
         gpos, gneg = gpn if gpn else (None, None)
-        gx, galpha, gtheta = _run(
-            "backward", (x, gout.contiguous(), alpha, theta, gpos, gneg),
-            beta=p.beta, hi=p.max_spikes, signed=p.signed, detach_reset=p.detach_reset,
-            shape=p.surrogate, need_alpha=ctx.needs_input_grad[1],
-            need_theta=ctx.needs_input_grad[2])
-        return (gx, galpha if ctx.needs_input_grad[1] else None,
-                gtheta.reshape(theta.shape) if ctx.needs_input_grad[2] else None, None, None)
+        need_alpha, need_theta = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        gout = gout.contiguous()
+        gv, gxs, galphas, gtheta = None, [], [], 0.0
+        for chunk, v in reversed(list(zip(_chunks(x.shape[0]), [None, *starts]))):
+            gx, gv, galpha, gth = _run(
+                "backward", (x[chunk], v, gout[chunk], gv, alpha[chunk], theta, gpos, gneg),
+                beta=p.beta, hi=p.max_spikes, signed=p.signed, detach_reset=p.detach_reset,
+                shape=p.surrogate, need_alpha=need_alpha, need_theta=need_theta,
+                carry=v is not None)
+            gxs.insert(0, gx)
+            galphas.insert(0, galpha)
+            gtheta = gtheta + gth
+        return (_cat(gxs), _cat(galphas) if need_alpha else None,
+                gtheta.reshape(theta.shape) if need_theta else None, None, None)
 
 
 def cf_multistep(x: torch.Tensor, alpha: torch.Tensor, theta: torch.Tensor,
