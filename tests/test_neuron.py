@@ -340,11 +340,12 @@ def test_each_kernel_configuration_compiles_on_its_own():
         cff.compile_kernels(False)
 
 
+@pytest.mark.parametrize("steps", [4, 10])  # one kernel; chunks of 4, 4, 2
 @pytest.mark.parametrize("record", [False, True])
-def test_neuron_compiles_without_graph_breaks(record):
-    layer = CFNeuron(4)
+def test_neuron_compiles_without_graph_breaks(record, steps):
+    layer = CFNeuron(steps)
     layer.record_pn = record
-    explain = torch._dynamo.explain(layer)(torch.randn(4, 2, 8))
+    explain = torch._dynamo.explain(layer)(torch.randn(steps, 2, 8))
     assert explain.graph_break_count == 0
 
 
