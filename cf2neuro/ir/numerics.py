@@ -15,7 +15,7 @@ runs (`kernel(node, graph)`), with its parameters already converted:
 through the registry `KERNELS` (op -> method name), so a subclass overrides
 single ops and a new number format (fixed point) is another class with the
 same methods; the engine does not change. The CF step is
-`cf2neuro.nn.functional.cf_step`, the function the training module mirrors.
+`cf2neuro.dynamics.cf_step`, the function the training module mirrors.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UnsupportedError
-from ..nn.functional import CFParameters, cf_step
-from ..nn.models.spikformer import SpikingSelfAttention
+from ..dynamics import CFParameters, cf_step, spiking_attention
 from .graph import Graph, IRError, Node
 
 
@@ -143,8 +142,8 @@ class FloatNumerics:
         return lambda x: x * s
 
     def attention(self, node, graph):
-        # The training module's own code, so both compute the same sums.
-        return SpikingSelfAttention(node.attrs["heads"], node.attrs["scale"]).forward
+        heads, scale = node.attrs["heads"], node.attrs["scale"]
+        return lambda q, k, v: spiking_attention(q, k, v, heads, scale)  # the model's own math
 
     # --- neurons -------------------------------------------------------------
     def cf_neuron(self, node, graph):

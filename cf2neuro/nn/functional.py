@@ -19,43 +19,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import NamedTuple
 
 import torch
 
-from ..errors import ConfigError
+from ..dynamics import CFParameters, cf_step  # noqa: F401  (the one CF step, re-exported)
 from .surrogate import bump
 
 log = logging.getLogger(__name__)
 
 
-class CFParameters(NamedTuple):
-    """The fixed hyper-parameters of a CF layer (θ and α_t are tensors)."""
-
-    beta: float = 0.5          # decay in (0, 1]; 1 = IF
-    max_spikes: int = 1        # K >= 1
-    signed: bool = True        # allow negative spikes
-    detach_reset: bool = True  # no gradient through the soft reset (as snnTorch)
-    surrogate: str = "sigmoid"
-
-    def check(self) -> "CFParameters":
-        if not 0.0 < self.beta <= 1.0:
-            raise ConfigError(f"CF decay beta must be in (0, 1], got {self.beta}")
-        if int(self.max_spikes) != self.max_spikes or self.max_spikes < 1:
-            raise ConfigError(f"CF max_spikes K must be an integer >= 1, got {self.max_spikes}")
-        bump(self.surrogate)  # raises on an unknown shape
-        return self
-
-    @property
-    def lowest(self) -> int:
-        return -int(self.max_spikes) if self.signed else 0
-
-
-def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters):
-    """One step: returns (n, v_next, u). No surrogate; for simulators."""
-    u = p.beta * v + x
-    n = torch.clamp(torch.div(u, theta, rounding_mode="trunc"), p.lowest, p.max_spikes)
-    return n, u - n * theta, u
 
 
 # --- kernels over a flattened chunk of the window x: [Tc, N] ------------------

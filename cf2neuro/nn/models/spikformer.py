@@ -27,6 +27,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...dynamics import spiking_attention
 from ...errors import ConfigError
 from ..layers import SeqToANN
 from ..neuron import CFNeuron
@@ -66,11 +67,7 @@ class SpikingSelfAttention(nn.Module):
         self.scale = scale
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(-3, -2) for t in (q, k, v))
-        # No softmax makes the product associative: Q·(Kᵀ·V) costs N·d² instead
-        # of N²·d, and on integer spikes both orders give exactly the same sums.
-        out = q @ (k.transpose(-2, -1) @ v) * self.scale  # [T, B, heads, N, d]
-        return out.transpose(-3, -2).flatten(-2)
+        return spiking_attention(q, k, v, self.heads, self.scale)
 
     def extra_repr(self) -> str:
         return f"heads={self.heads}, scale={self.scale}"

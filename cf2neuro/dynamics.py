@@ -1,0 +1,60 @@
+"""The math every engine shares: pure functions of (state, input, parameters).
+
+    n, v, u = cf_step(v, x, theta, CFParameters(beta, K, signed))   one CF step (DESIGN §1)
+    y = spiking_attention(q, k, v, heads, scale)                    Q·Kᵀ·V·s, no softmax
+
+The training module (`cf2neuro.nn`), the float IR engine and the fixed-point
+back ends import these, so the step lives once (as Norse keeps its neurons).
+Nothing here imports the model zoo or the IR.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .errors import ConfigError
+
+
+class CFParameters(NamedTuple):
+    """The fixed hyper-parameters of a CF layer (θ and α_t are tensors)."""
+
+    beta: float = 0.5          # decay in (0, 1]; 1 = IF
+    max_spikes: int = 1        # K >= 1
+    signed: bool = True        # allow negative spikes
+    detach_reset: bool = True  # no gradient through the soft reset (as snnTorch)
+    surrogate: str = "sigmoid"
+
+    def check(self) -> "CFParameters":
+        if not 0.0 < self.beta <= 1.0:
+            raise ConfigError(f"CF decay beta must be in (0, 1], got {self.beta}")
+        if int(self.max_spikes) != self.max_spikes or self.max_spikes < 1:
+            raise ConfigError(f"CF max_spikes K must be an integer >= 1, got {self.max_spikes}")
+        from .nn.surrogate import bump
+
+        bump(self.surrogate)  # raises on an unknown shape
+        return self
+
+    @property
+    def lowest(self) -> int:
+        return -int(self.max_spikes) if self.signed else 0
+
+
+def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters):
+    """One step: returns (n, v_next, u). No surrogate; for simulators."""
+    u = p.beta * v + x
+    n = torch.clamp(torch.div(u, theta, rounding_mode="trunc"), p.lowest, p.max_spikes)
+    return n, u - n * theta, u
+
+
+def spiking_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                      scale: float) -> torch.Tensor:
+    """Q·Kᵀ·V·s per head, without softmax, on [..., N, D] (D = heads·d) -> [..., N, D].
+
+    No softmax makes the product associative: Q·(Kᵀ·V) costs N·d² instead of
+    N²·d, and on integer spikes both orders give exactly the same sums.
+    """
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(-3, -2) for t in (q, k, v))
+    out = q @ (k.transpose(-2, -1) @ v) * scale
+    return out.transpose(-3, -2).flatten(-2)
