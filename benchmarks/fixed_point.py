@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from cf2neuro import runtime
+from cf2neuro.backends.loihi2 import runtime
 from cf2neuro.api import checkpoint_graph
 from cf2neuro.quant import quantize
 from cf2neuro.runners.emulator import emulate
-from cf2neuro.runners.lava import run_lava
+from cf2neuro.backends.loihi2.runner import run_lava
 from cf2neuro.errors import RuntimeMissingError
 from cf2neuro.train import TrainConfig, train
 from cf2neuro.verify import test_inputs, verify

@@ -1,20 +1,23 @@
-"""Python API behind `cf2neuro export` and `cf2neuro run` (DESIGN §8).
+"""Python API behind `cf2neuro export`, `run` and `targets` (DESIGN §8).
 
-    export(ckpt_dir, out_path, strict=False)            checkpoint -> FILE.nir
-    run(source, runner="reference", inputs=IN.npz, dt=None, probes=(), out=OUT.npz)
+    export(ckpt_dir, "model.nir" | "model.onnx", strict=False, target=None)
+    run(source, runner="reference", inputs=IN.npz, target=None, probes=(), out=OUT.npz)
+    targets() -> [{name, backend, numeric, limits, runners: {name: {available, note}}}]
 
-`source` of `run` is a checkpoint directory or a NIR file (cf2neuro's own or
-a third party's). Inputs are ``x`` shaped ``[T, B, *input_shape]`` (an array
-or an .npz holding array "x"); the result maps "output" (``[T, B, *out]``)
-and every probe ("NAME" for a node's output, "v:NAME" for a neuron's
-membrane after its reset) to numpy arrays. Every problem with the user's
-input raises a `cf2neuro.errors.BadInputError` (CLI exit code 2).
+`source` of `run` is a checkpoint directory, a NIR file (cf2neuro's own or a
+third party's) or an ONNX file cf2neuro exported. Inputs are ``x`` shaped
+``[T, B, *input_shape]`` (an array or an .npz holding array "x"); the result
+maps "output" (``[T, B, *out]``), every probe ("NAME" for a node's output,
+"v:NAME" for a neuron's membrane after its reset) and "latency" to numpy
+arrays. Every problem with the user's input raises a
+`cf2neuro.errors.BadInputError` (CLI exit code 2).
 
-Both paths run the same graph: a checkpoint is traced into the IR and put
-through the export passes (`cf2neuro.ir.passes.DEFAULT_PASSES`: fold batch
-norm, fold thresholds, drop identities), which is exactly what `export`
-writes; so probe names are the IR node names, the same in the checkpoint,
-the NIR file and the re-imported graph.
+A checkpoint is traced into the IR and put through the export passes (fold
+batch norm, fold thresholds, drop identities), which is exactly what
+`export` writes; so probe names are the IR node names, the same in the
+checkpoint, the NIR file and the re-imported graph. This module is the
+face: it quantizes a float graph when the runner runs a fixed-point target
+(the inputs calibrate it), then hands a `RunRequest` to the runner.
 """
 
 from __future__ import annotations
@@ -23,56 +26,71 @@ import logging
 import zipfile
 from os import PathLike
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from .backends import all_backends, load_ref
+from .checkpoint import checkpoint_graph
 from .errors import BadInputError
 from .fileio import atomic_path
+from .runners import RunRequest, get_runner, runner_names
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[..., dict]
-RUNNERS: dict[str, Runner] = {}
-"""Runner name -> fn(graph, x, probes, target) -> {"output": ..., probe: ...}."""
-
-
-def register_runner(name: str, fn: Runner) -> Runner:
-    """Make `fn` available as `run(..., runner=name)` (and `cf2neuro run --runner`)."""
-    RUNNERS[name] = fn
-    return fn
+FORMATS = {".nir": "nir"}  # generic exporters; back ends add theirs (e.g. ".onnx")
 
 
 # --- export --------------------------------------------------------------------
 
-def checkpoint_graph(ckpt_dir: str | PathLike, dt: float | None = None):
-    """A checkpoint as the IR graph `export` writes: traced, then the export passes."""
-    from .checkpoint import load_checkpoint
-    from .ir.passes import run_passes
-    from .ir.trace import trace_model
-
-    model, _, _ = load_checkpoint(ckpt_dir)
-    return run_passes(trace_model(model, dt=dt))
+def _exporters() -> dict[str, str]:
+    """File suffix -> "module:function" of every exporter (NIR, then the back ends')."""
+    found = {".nir": "cf2neuro.nir:export_graph"}
+    for b in all_backends():
+        found.update(b.exporters)
+    return found
 
 
 def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = False,
-           dt: float | None = None) -> dict:
-    """Write checkpoint `ckpt_dir` as the NIR graph `out_path` (atomically).
+           dt: float | None = None, target: str | None = None, fmt: str | None = None,
+           calibration=None) -> dict:
+    """Write checkpoint `ckpt_dir` as `out_path` (atomically), the format from its suffix.
 
-    `strict` refuses what NIR cannot state on its own (every CF layer: graded
-    or signed spikes, reset by subtraction), with the reasons; otherwise the
-    differences a non-cf2neuro consumer will see are logged as warnings. A
-    Spikformer (attention) is always refused. `dt` is the seconds per step
-    written into the graph (default `cf2neuro.nir.DEFAULT_DT`, 1e-4).
-    Returns a summary: path, dt, node and edge counts, neuron layers.
+    ``.nir``: NIR (`strict` refuses what NIR cannot state on its own; `dt` is
+    the seconds per step written, default 1e-4). ``.onnx``: ONNX with the
+    time steps unrolled. With `target`, the graph is quantized for it first
+    (`calibration`: inputs that set the input scale; default the checkpoint's
+    own test inputs) and the file holds its integer form. `fmt` ("nir",
+    "onnx") overrides the suffix. Returns a summary of what was written.
     """
-    from .nir import write_nir
+    exporters = _exporters()
+    suffix = f".{fmt.lstrip('.')}" if fmt else Path(out_path).suffix.lower()
+    if suffix not in exporters:
+        raise BadInputError(f"cannot tell the format of {out_path}: export writes "
+                            f"{', '.join(sorted(exporters))} (or pass --format)")
+    from .checkpoint import load_checkpoint
 
+    _, config, _ = load_checkpoint(ckpt_dir)
     graph = checkpoint_graph(ckpt_dir, dt=dt)
-    ng = write_nir(graph, out_path, dt=dt, strict=strict)
-    neurons = sorted(n.name for n in graph.nodes.values() if n.op == "CFNeuron")
-    return {"path": str(out_path), "dt": float(ng.metadata["dt"]), "nodes": len(ng.nodes),
-            "edges": len(ng.edges), "cf_layers": neurons}
+    if target is not None:
+        graph = _quantized(graph, target, calibration if calibration is not None
+                           else _checkpoint_calibration(ckpt_dir))
+    timesteps = (config.get("train") or {}).get("timesteps")
+    summary = load_ref(exporters[suffix])(graph, out_path, strict=strict, dt=dt,
+                                          timesteps=timesteps)
+    return {"path": str(out_path), "format": suffix.lstrip("."), "target": target, **summary}
+
+
+def _checkpoint_calibration(ckpt_dir):
+    from .verify import calibration_inputs
+
+    return calibration_inputs(ckpt_dir)
+
+
+def _quantized(graph, target: str, calibration):
+    from .quant import quantize
+
+    return quantize(graph, target, calibration=calibration)
 
 
 # --- run -----------------------------------------------------------------------
@@ -89,8 +107,8 @@ def load_source(source: str | PathLike, dt: float | None = None):
     if path.is_file():
         from .nir import from_nir
         return from_nir(path, dt=dt)
-    raise BadInputError(f"{source} is neither a checkpoint directory nor a NIR file; pass "
-                        f"the directory `cf2neuro train` wrote or a .nir file")
+    raise BadInputError(f"{source} is neither a checkpoint directory nor a model file (.nir, "
+                        f".onnx); pass the directory `cf2neuro train` wrote or a file")
 
 
 def load_inputs(inputs) -> np.ndarray:
@@ -124,35 +142,69 @@ def load_inputs(inputs) -> np.ndarray:
     return x
 
 
+def prepare_graph(graph, runner, target: str | None, x):
+    """The graph in the form `runner` runs: quantized for a fixed-point target when needed."""
+    fixed = isinstance(graph.meta.get("fixed_point"), dict)
+    if fixed:
+        have = graph.meta["fixed_point"].get("target")
+        if target is not None and have is not None and target != have:
+            raise BadInputError(f"the graph is quantized for target {have!r}, not {target!r}; "
+                                f"run the float graph to quantize it for {target!r}")
+        if "fixed" not in runner.formats:
+            raise BadInputError(f"runner {runner.name!r} runs float graphs; this one is "
+                                f"quantized for {have!r}")
+        return graph
+    if target is not None:
+        from .targets import load_target
+
+        if load_target(target).numeric is None:  # a float target: run the float graph
+            if "float" not in runner.formats:
+                raise BadInputError(f"target {target!r} is float; runner {runner.name!r} runs "
+                                    f"fixed-point graphs only")
+            return graph
+    elif "float" in runner.formats:
+        return graph
+    name = target or runner.default_target
+    if "fixed" not in runner.formats or name is None:
+        raise BadInputError(f"runner {runner.name!r} cannot run a graph for target {name!r}")
+    q = _quantized(graph, name, x)
+    log.info("quantized for %s on the fly (input scale %g)", name,
+             q.meta["fixed_point"]["input_scale"])
+    return q
+
+
 def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: float | None = None,
         probes: Iterable[str] = (), out: str | PathLike | None = None,
-        target: str | None = None, device: str | None = None) -> dict[str, np.ndarray]:
-    """Run `source` (checkpoint directory or NIR file) on `inputs` with `runner`.
+        target: str | None = None, device: str | None = None,
+        timeout: float | None = None) -> dict[str, np.ndarray]:
+    """Run `source` (checkpoint directory, NIR or ONNX file) on `inputs` with `runner`.
 
-    Returns {"output": [T, B, *out], probe: [T, B, ...], ...} as numpy
-    arrays; with `out`, also writes them to that .npz (atomically). `dt`
-    (seconds per step) overrides the graph's; a NIR graph with LIF, LI or
-    CubaLIF neurons needs one of them. `device` ("cuda", ...) runs the
-    reference or emulator runner there.
+    Returns {"output": [T, B, *out], probe: [T, B, ...], ..., "latency": int}
+    as numpy arrays; with `out`, also writes them to that .npz (atomically).
+    `dt` (seconds per step) overrides the graph's; a NIR graph with LIF, LI
+    or CubaLIF neurons needs one of them. `device` ("cuda", ...) runs a
+    torch-based runner (reference, emulator) there. `timeout` (seconds)
+    stops any runner that runs longer.
     """
-    from . import runners  # noqa: F401  registers the emulator and lava runners
-
-    fn = RUNNERS.get(runner)
-    if fn is None:
-        raise BadInputError(f"runner {runner!r} is not available; available: "
-                            f"{', '.join(sorted(RUNNERS))}")
-    options = {}
+    r = get_runner(runner)
+    if device is not None and not r.uses_device:
+        users = [n for n in runner_names() if get_runner(n).uses_device]
+        raise BadInputError(f"--device is for the {' and '.join(users)} runners; "
+                            f"{runner!r} runs where its runtime runs (leave --device out)")
     if device is not None:
-        if runner not in DEVICE_RUNNERS:
-            raise BadInputError(f"--device is for the {' and '.join(DEVICE_RUNNERS)} runners; "
-                                f"{runner!r} runs where its runtime runs (leave --device out)")
         from .device import pick_device
 
-        options["device"] = pick_device(device)
-    probes = list(probes)
+        device = str(pick_device(device))
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise BadInputError(f"--timeout must be a number of seconds > 0, got {timeout!r}")
     x = load_inputs(inputs)
-    graph = load_source(source, dt=dt)
-    results = fn(graph, x, probes, target, **options)
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        request = RunRequest(None, x, tuple(probes), timeout, device, model_file=path)
+    else:
+        graph = prepare_graph(load_source(source, dt=dt), r, target, x)
+        request = RunRequest(graph, x, tuple(probes), timeout, device)
+    results = r.run(request).arrays()
     if out is not None:
         save_outputs(out, results)
     return results
@@ -166,19 +218,26 @@ def save_outputs(path: str | PathLike, results: dict[str, np.ndarray]) -> Path:
     return path
 
 
-DEVICE_RUNNERS = ("reference", "emulator")  # the runners that take a torch device
+# --- targets ---------------------------------------------------------------------
 
+def targets() -> list[dict]:
+    """Every target: back end, numeric format, limits, runners and whether each runs here."""
+    from dataclasses import asdict
 
-def _reference(graph, x: np.ndarray, probes: list[str], target: str | None,
-               device=None) -> dict:
-    """The float IR engine (DESIGN §4 `reference`); it has no target-specific numerics."""
-    from .ir.engine import Engine
-    from .ir.numerics import FloatNumerics
+    from .targets import known_targets, load_target
 
-    if target is not None:
-        log.warning("runner 'reference' runs float numerics; --target %s is ignored", target)
-    res = Engine(graph, FloatNumerics(device=device)).run(x, probes=probes)
-    return {k: v.detach().cpu().numpy() for k, v in res.items()}
-
-
-register_runner("reference", _reference)
+    rows = []
+    for name in known_targets():
+        t = load_target(name)
+        runners = {}
+        for rn in t.runners:
+            try:
+                ok, note = get_runner(rn).available()
+            except BadInputError as e:
+                ok, note = False, str(e)
+            runners[rn] = {"available": ok, "note": note, "default": rn == t.runner}
+        rows.append({"name": t.name, "description": t.description, "backend": t.backend,
+                     "numeric": asdict(t.numeric) if t.numeric else None,
+                     "limits": {k: v.value for k, v in t.resources.items()},
+                     "runners": runners})
+    return rows

@@ -146,3 +146,12 @@ def _decode(node: dict, tensors: dict):
     if kind == "value":
         return value
     raise ValueError(f"unknown entry {kind!r}")
+
+
+def checkpoint_graph(ckpt_dir, dt: float | None = None):
+    """A checkpoint as the IR graph `export` writes: traced, then the export passes."""
+    from .ir.passes import run_passes
+    from .ir.trace import trace_model
+
+    model, _, _ = load_checkpoint(ckpt_dir)
+    return run_passes(trace_model(model, dt=dt))

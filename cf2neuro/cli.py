@@ -46,9 +46,16 @@ def _cmd_train(args) -> int:
 def _cmd_export(args) -> int:
     from .api import export
 
-    s = export(args.checkpoint, args.out, strict=args.strict, dt=args.dt)
-    print(f"wrote {s['path']}: {s['nodes']} NIR nodes, {s['edges']} edges, dt = {s['dt']:g} s, "
-          f"{len(s['cf_layers'])} CF layers as NIR LIF/IF with cf2neuro metadata")
+    s = export(args.checkpoint, args.out, strict=args.strict, dt=args.dt, target=args.target,
+               fmt=args.format)
+    what = f" quantized for {s['target']}" if s["target"] else ""
+    if s["format"] == "nir":
+        print(f"wrote {s['path']}{what}: {s['nodes']} NIR nodes, {s['edges']} edges, "
+              f"dt = {s['dt']:g} s, {len(s['cf_layers'])} CF layers as NIR LIF/IF with "
+              f"cf2neuro metadata")
+    else:
+        print(f"wrote {s['path']}{what}: " + ", ".join(
+            f"{k} {v}" for k, v in s.items() if k not in ("path", "format", "target")))
     return 0
 
 
@@ -56,7 +63,8 @@ def _cmd_run(args) -> int:
     from .api import run
 
     res = run(args.source, runner=args.runner, inputs=args.inputs, dt=args.dt,
-              probes=args.probe, out=args.out, target=args.target, device=args.device)
+              probes=args.probe, out=args.out, target=args.target, device=args.device,
+              timeout=args.timeout)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.items()))
     return 0
 
@@ -93,10 +101,35 @@ def _cmd_energy(args) -> int:
 
 
 def _cmd_runtime(args) -> int:
-    from .runtime import setup_lava
+    from .runners import get_runner
 
-    path = setup_lava(progress=True)
-    print(f"Lava runtime ready: {path}")
+    print(get_runner(args.name).setup(progress=True))
+    return 0
+
+
+def _cmd_targets(args) -> int:
+    from .api import targets
+
+    rows = targets()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for t in rows:
+        fmt = t["numeric"]
+        numeric = ("float (no fixed point)" if fmt is None else
+                   f"{fmt['weight_bits']}-bit weights (exp {fmt['weight_exp_min']}..."
+                   f"{fmt['weight_exp_max']}), {fmt['state_bits']}-bit state, "
+                   f"{'graded ' if fmt['graded_spikes'] else 'binary '}"
+                   f"{'signed ' if fmt['signed_spikes'] else ''}spikes")
+        limits = ", ".join(f"{k} {v if v is not None else '?'}" for k, v in t["limits"].items())
+        print(f"{t['name']}: {t['description']}")
+        print(f"  back end  {t['backend'] or '(float reference)'}")
+        print(f"  numerics  {numeric}")
+        print(f"  limits    {limits or 'none stated'}")
+        for name, r in t["runners"].items():
+            state = "available" if r["available"] else "NOT available"
+            note = f" ({r['note']})" if r["note"] else ""
+            print(f"  runner    {name}{' [default]' if r['default'] else ''}: {state}{note}")
     return 0
 
 
@@ -181,9 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("export", help="write a checkpoint as a NIR graph (.nir)")
+    p = sub.add_parser("export", help="write a checkpoint as NIR (.nir) or ONNX (.onnx)")
     p.add_argument("checkpoint", metavar="CKPT_DIR")
-    p.add_argument("--out", required=True, metavar="FILE.nir")
+    p.add_argument("--out", required=True, metavar="FILE.nir|FILE.onnx")
+    p.add_argument("--format", default=None, choices=["nir", "onnx"],
+                   help="the file format (default: from the suffix of --out)")
+    p.add_argument("--target", default=None, metavar="NAME",
+                   help="quantize for this fixed-point target first (its integer form)")
     p.add_argument("--strict", action="store_true",
                    help="refuse what NIR cannot state on its own (CF: graded/signed spikes, "
                         "reset by subtraction)")
@@ -191,10 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per step written into the graph (default 1e-4, snnTorch's)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("run", help="run a checkpoint or a NIR graph on inputs")
-    p.add_argument("source", metavar="CKPT_DIR|FILE.nir")
+    p = sub.add_parser("run", help="run a checkpoint, a NIR or an ONNX file on inputs")
+    p.add_argument("source", metavar="CKPT_DIR|FILE.nir|FILE.onnx")
     p.add_argument("--runner", default="reference",
-                   choices=["reference", "emulator", "lava", "onnxruntime"])
+                   help="reference, emulator, lava, onnxruntime (cf2neuro targets lists them)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop the runner after this long (default: the runner's own)")
     p.add_argument("--target", default=None, metavar="NAME")
     p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
                    help="the exporting framework's step; NIR graphs with LIF/LI/CubaLIF need it "
@@ -232,10 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_energy)
 
-    p = sub.add_parser("runtime", help="manage isolated runtimes")
+    p = sub.add_parser("runtime", help="create a runner's isolated runtime")
     p.add_argument("action", choices=["setup"])
-    p.add_argument("name", choices=["lava"])
+    p.add_argument("name", metavar="RUNNER", help="e.g. lava")
     p.set_defaults(func=_cmd_runtime)
+
+    p = sub.add_parser("targets", help="every target: back end, numerics, limits, runners")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_targets)
 
     p = sub.add_parser("demo", help="the main job on the embedded digits data set")
     p.add_argument("--out", default="cf2neuro-demo")

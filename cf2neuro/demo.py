@@ -16,8 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import api, report
-from .api import checkpoint_graph
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_graph, load_checkpoint
 from .data import encode, load_dataset, method_for
 from .errors import CheckFailedError, RuntimeMissingError
 from .fileio import write_json
@@ -27,7 +26,7 @@ from .quant import quantize
 from .runners.emulator import emulate
 from .targets import load_target
 from .train import TrainConfig, train
-from .verify import test_inputs, verify
+from .verify import calibration_inputs, test_inputs, verify
 
 TARGET = "loihi2"
 
@@ -116,9 +115,10 @@ def _energy(ckpt: Path, report_dir: Path, progress: bool) -> dict:
 
 def _raster(ckpt: Path, sample: int = 0):
     """Each CF layer's spikes [T, neurons] for one test sample on the loihi2 emulator,
-    quantized exactly as verify quantizes (calibrated on the whole test set)."""
+    quantized exactly as verify quantizes (calibrated on a slice of the training split)."""
     x, labels = test_inputs(ckpt)
-    qgraph = quantize(checkpoint_graph(ckpt), load_target(TARGET), calibration=x)
+    qgraph = quantize(checkpoint_graph(ckpt), load_target(TARGET),
+                      calibration=calibration_inputs(ckpt))
     layers = [n.name for n in qgraph.nodes.values() if n.op in ("CFNeuron", "LIF", "IF", "CubaLIF")]
     res = emulate(qgraph, x[:, sample:sample + 1], probes=layers)
     return {n: np.asarray(res[n])[:, 0] for n in layers}, sample, int(labels[sample])

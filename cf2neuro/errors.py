@@ -39,3 +39,11 @@ class CheckFailedError(Cf2NeuroError):
     """A verification bound given by the user failed."""
 
     exit_code = 1
+
+
+class RunnerError(Cf2NeuroError):
+    """A runner failed while running a valid input (crashed, hung, its runtime broke)."""
+
+
+class RunnerTimeoutError(RunnerError):
+    """A runner did not finish within its timeout; it was stopped and cleaned up."""

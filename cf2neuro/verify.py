@@ -6,6 +6,11 @@ spike rates, and, between the emulator and a bit-exact runner, the
 exact-match rate of every probed spike train and of the final membranes
 (which must be 100 %). `passed` is False when a bound fails: the accuracy
 drop over `max_drop` percentage points, or any exact-match rate below 1.
+
+A float target (no ``[numeric]``, e.g. cmos45) is verified without
+quantizing: the runner is compared with the float reference, spike for
+spike (the runner's outputs must match the reference's; an output spike
+that differs is reported with the membrane margin that flipped it).
 """
 
 from __future__ import annotations
@@ -18,8 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .api import RUNNERS, checkpoint_graph
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_graph, load_checkpoint
 from .data import encode, load_dataset, method_for
 from .device import pick_device
 from .errors import ConfigError
@@ -27,6 +31,7 @@ from .fileio import atomic_path, write_json
 from .ir.engine import Engine
 from .ir.numerics import FloatNumerics
 from .quant import quantization_report, quantize
+from .runners import RunRequest, get_runner
 from .runners.emulator import emulate
 from .targets import load_target
 from .train import TrainConfig
@@ -34,14 +39,32 @@ from .train import TrainConfig
 log = logging.getLogger(__name__)
 
 
+CALIBRATION_SAMPLES = 256  # training samples that set the input scale when quantizing
+
+
 def test_inputs(ckpt_dir, data: str | None = None, limit: int | None = None):
     """The checkpoint's test set as (x [T, N, ...] float, labels [N]) with its own encoding."""
+    return split_inputs(ckpt_dir, "test", data, limit)
+
+
+def calibration_inputs(ckpt_dir, data: str | None = None,
+                       samples: int = CALIBRATION_SAMPLES) -> torch.Tensor:
+    """The first `samples` of the TRAINING split, encoded: what quantization calibrates on.
+
+    Calibrating on the test inputs a report then scores would leak them; the
+    test set stays unseen.
+    """
+    return split_inputs(ckpt_dir, "train", data, samples)[0]
+
+
+def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | None = None):
+    """A split ("train" or "test") as (x [T, N, ...] float, labels [N]), the checkpoint's encoding."""
     _, config, _ = load_checkpoint(ckpt_dir)
     cfg = TrainConfig.from_dict(config.get("train", {}))
     name = data or cfg.data
     bundle = load_dataset(name, root=cfg.data_root, seed=cfg.seed,
                           **(cfg.data_options if name == cfg.data else {}))
-    dataset = bundle.test
+    dataset = bundle.train if split == "train" else bundle.test
     if limit is not None:
         if limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {limit}")
@@ -86,55 +109,125 @@ def verify(ckpt_dir, target: str = "loihi2", data: str | None = None, runner: st
 
     `device` is where the float reference and the emulator run ("cuda" for
     big test sets); target runners such as Lava run where they run.
+    `timeout` (seconds) bounds the target runner's run.
     """
     t0 = time.perf_counter()
     dev = pick_device(device)
     tgt = load_target(target)
     runner = runner or tgt.runner
-    if runner not in RUNNERS:
-        raise ConfigError(f"runner {runner!r} is not available; available: {sorted(RUNNERS)}")
+    run_with = get_runner(runner)
+    if runner not in tgt.runners:
+        raise ConfigError(f"target {tgt.name} is not simulated by runner {runner!r}; its "
+                          f"runners: {', '.join(tgt.runners)}")
     x, labels = test_inputs(ckpt_dir, data, limit)
     graph = checkpoint_graph(ckpt_dir)
-    qgraph = quantize(graph, tgt, calibration=x)
+    if tgt.numeric is None:
+        report = _verify_float(graph, x, labels, run_with, timeout, dev)
+    else:
+        calibration = calibration_inputs(ckpt_dir, data)
+        report = _verify_fixed(graph, tgt, x, calibration, labels, run_with, timeout, dev,
+                               max_drop)
+        report["calibration"] = {"split": "train", "samples": int(calibration.shape[1])}
+    report = {"target": tgt.name, "runner": runner, "samples": int(len(labels)),
+              "timesteps": int(x.shape[0]), **report,
+              "seconds": round(time.perf_counter() - t0, 2)}
+    if report_dir is not None:
+        write_report(report, Path(report_dir))
+    return report
+
+
+def _run(runner, graph, x, probes, timeout, device=None):
+    req = RunRequest(graph, x.numpy(), tuple(probes), timeout,
+                     str(device) if runner.uses_device and device is not None else None)
+    return runner.run(req).arrays()
+
+
+def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_drop) -> dict:
+    qgraph = quantize(graph, tgt, calibration=calibration)
     neurons = _neurons(qgraph)
     probes = neurons + [f"v:{n}" for n in neurons]
-
     with torch.no_grad():
         ref = Engine(graph, FloatNumerics(device=dev)).run(x, probes=neurons)
-    ref = {k: v.cpu() for k, v in ref.items()}
+    ref = {k: v.cpu().numpy() for k, v in ref.items()}
     emu = emulate(qgraph, x, probes=probes, device=dev)
-    if runner == "emulator":
-        run = emu
-    else:
-        kwargs = {"timeout": timeout} if timeout is not None else {}
-        run = RUNNERS[runner](qgraph, x.numpy(), probes, tgt.name, **kwargs)
-
-    float_acc, float_pred = _accuracy(ref["output"].numpy(), labels)
+    run = emu if runner.name == "emulator" else _run(runner, qgraph, x, probes, timeout)
+    float_acc, float_pred = _accuracy(ref["output"], labels)
     quant_acc, quant_pred = _accuracy(emu["output"], labels)
     run_acc, run_pred = _accuracy(run["output"], labels)
     exact = {p: _exact_match(p, emu[p], run[p], len(labels)) for p in ["output", *probes]}
     rates = {}
     for n in neurons:
-        r = {"float": _rate(ref[n].numpy()), "emulator": _rate(emu[n]), "runner": _rate(run[n])}
+        r = {"float": _rate(ref[n]), "emulator": _rate(emu[n]), "runner": _rate(run[n])}
         r["emulator_vs_float"] = r["emulator"] / r["float"] if r["float"] else float(r["emulator"] == 0)
         rates[n] = r
     drop = 100.0 * (float_acc - quant_acc)
     passed = all(v == 1.0 for v in exact.values()) and (max_drop is None or drop <= max_drop)
-    report = {
-        "target": tgt.name, "runner": runner, "samples": int(len(labels)),
-        "timesteps": int(x.shape[0]),
+    return {
+        "quantized": True,
         "float_accuracy": float_acc, "quantized_accuracy": quant_acc, "runner_accuracy": run_acc,
         "accuracy_drop_pp": drop, "max_drop_pp": max_drop,
         "argmax_agreement": float((quant_pred == float_pred).mean()),
         "runner_argmax_agreement": float((run_pred == float_pred).mean()),
         "exact_match": exact, "spike_rates": rates,
         "latency_steps": int(run.get("latency", emu.get("latency", 0))),
-        "quantization": quantization_report(qgraph),
-        "seconds": round(time.perf_counter() - t0, 2), "passed": bool(passed),
+        "quantization": quantization_report(qgraph), "passed": bool(passed),
     }
-    if report_dir is not None:
-        write_report(report, Path(report_dir))
-    return report
+
+
+SPIKE_AGREEMENT_MIN = 0.999  # float runners: rounding may flip a spike at a threshold
+
+
+def _verify_float(graph, x, labels, runner, timeout, dev) -> dict:
+    """A float target: the runner against the float reference, no quantization."""
+    neurons = _neurons(graph)
+    with torch.no_grad():
+        ref = Engine(graph, FloatNumerics(device=dev)).run(
+            x, probes=neurons + [f"v:{n}" for n in neurons])
+    ref = {k: v.cpu().numpy() for k, v in ref.items()}
+    run = ref if runner.name == "reference" else _run(runner, graph, x, neurons, timeout, dev)
+    float_acc, float_pred = _accuracy(ref["output"], labels)
+    run_acc, run_pred = _accuracy(run["output"], labels)
+    agree = {p: float((np.asarray(run[p]) == ref[p]).mean()) for p in ["output", *neurons]}
+    exact = {p: _exact_match(p, ref[p], run[p], len(labels)) for p in ["output", *neurons]}
+    flips = _flips(graph, ref, run, neurons)
+    rates = {n: {"float": _rate(ref[n]), "runner": _rate(run[n])} for n in neurons}
+    argmax = float((run_pred == float_pred).mean())
+    passed = argmax == 1.0 and min(agree.values()) >= SPIKE_AGREEMENT_MIN
+    return {
+        "quantized": False,
+        "float_accuracy": float_acc, "quantized_accuracy": float_acc, "runner_accuracy": run_acc,
+        "accuracy_drop_pp": 0.0, "max_drop_pp": None,
+        "argmax_agreement": 1.0, "runner_argmax_agreement": argmax,
+        "exact_match": exact, "spike_agreement": agree,
+        "spike_agreement_min": SPIKE_AGREEMENT_MIN, "flips": flips, "spike_rates": rates,
+        "latency_steps": int(run.get("latency", 0)), "quantization": [],
+        "passed": bool(passed),
+    }
+
+
+def _flips(graph, ref: dict, run: dict, neurons: list[str], keep: int = 20) -> list[dict]:
+    """Spikes the runner emits differently from the reference, with the reference's margin.
+
+    The margin is how far the reference's pre-fire potential u = v + n·θ was
+    from the threshold level it crossed or missed, in units of θ: a flip at
+    a margin of ~1e-7 is float rounding, not a wrong model.
+    """
+    out = []
+    for n in neurons:
+        a, b = ref[n], np.asarray(run[n])
+        if a.shape != b.shape:
+            continue
+        theta = float(graph[n].attrs.get("threshold", 1.0))
+        u = (ref[f"v:{n}"] + a * theta) / theta
+        for idx in np.argwhere(a != b)[:keep - len(out)]:
+            idx = tuple(int(i) for i in idx)
+            level = np.floor(u[idx]) if u[idx] >= 0 else np.ceil(u[idx])
+            margin = float(min(abs(u[idx] - level), abs(u[idx] - level - np.sign(u[idx]))))
+            out.append({"probe": n, "step": idx[0], "sample": idx[1], "index": list(idx[2:]),
+                        "reference": float(a[idx]), "runner": float(b[idx]), "margin": margin})
+        if len(out) >= keep:
+            break
+    return out
 
 
 def write_report(report: dict, directory: Path) -> None:
@@ -158,8 +251,9 @@ def markdown(r: dict) -> str:
         + (f" (bound {r['max_drop_pp']} pp)" if r["max_drop_pp"] is not None else "") + ".", "",
         "## Spike rates per layer (mean |spike| per neuron and step)", "",
         "| layer | float | emulator | runner | emulator / float |", "|---|---|---|---|---|",
-        *[f"| {n} | {v['float']:.4f} | {v['emulator']:.4f} | {v['runner']:.4f} | "
-          f"{v['emulator_vs_float']:.3f} |" for n, v in r["spike_rates"].items()], "",
+        *[f"| {n} | {v['float']:.4f} | {v.get('emulator', float('nan')):.4f} | "
+          f"{v['runner']:.4f} | {v.get('emulator_vs_float', float('nan')):.3f} |"
+          for n, v in r["spike_rates"].items()], "",
         "## Emulator vs runner: exact match per sample", "",
         "| probe | exact match |", "|---|---|",
         *[f"| {p} | {100 * v:.2f} % |" for p, v in r["exact_match"].items()], "",

@@ -49,7 +49,7 @@ def lava_python():
     """
     import os
 
-    from cf2neuro import runtime
+    from cf2neuro.backends.loihi2 import runtime
     from cf2neuro.errors import RuntimeMissingError
 
     try:

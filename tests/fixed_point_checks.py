@@ -3,7 +3,7 @@
 import numpy as np
 
 from cf2neuro.runners.emulator import Emulator
-from cf2neuro.runners.lava import run_lava
+from cf2neuro.backends.loihi2.runner import run_lava
 
 NEURON_OPS = ("LIF", "IF", "CubaLIF", "CFNeuron")
 

@@ -50,7 +50,7 @@ def test_export_then_run_the_file_equals_running_the_checkpoint(name, tmp_path):
         ref = model.eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(from_ckpt["output"], ref, rtol=1e-5, atol=1e-5)
     with np.load(tmp_path / "b.npz") as f:
-        assert sorted(f.files) == sorted(["output", *probes])
+        assert sorted(f.files) == sorted(["output", "latency", *probes])
         np.testing.assert_array_equal(f["output"], from_file["output"])
 
 
@@ -109,7 +109,7 @@ def test_run_bad_input_is_a_clear_error(tmp_path):
         (dict(source=ckpt, inputs=tmp_path / "str.npz"), "must be numbers"),
         (dict(source=ckpt, inputs=None), "--inputs"),
         (dict(source=ckpt, inputs=good, probes=["nope"]), "no node named 'nope'"),
-        (dict(source=ckpt, inputs=good, runner="warp"), "runner 'warp' is not available"),
+        (dict(source=ckpt, inputs=good, runner="warp"), "unknown runner 'warp'"),
         (dict(source=ckpt, inputs=good, runner="lava", device="cpu"), "--device is for the"),
         (dict(source=tmp_path / "nothing", inputs=good), "neither a checkpoint"),
         (dict(source=tmp_path / "junk.npz", inputs=good), "not a NIR file"),

@@ -14,10 +14,11 @@ from cf2neuro import api
 from cf2neuro.errors import BadInputError, ConfigError, UnsupportedError
 from cf2neuro.ir import Graph
 from cf2neuro.ir.engine import Engine
-from cf2neuro.ir.fixed_point import FixedPointNumerics, pipeline_depths
+from cf2neuro.backends.loihi2.lower import pipeline_depths
+from cf2neuro.backends.loihi2.numerics import FixedPointNumerics
 from cf2neuro.nir import from_nir
 from cf2neuro.quant import quantize
-from cf2neuro.runners import Emulator, emulate
+from cf2neuro.runners.emulator import Emulator, emulate
 
 M23 = (1 << 23) - 1
 CORPUS = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "nir-graphs"

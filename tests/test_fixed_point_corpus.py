@@ -19,7 +19,7 @@ from fixed_point_checks import assert_emulator_equals_lava
 
 from cf2neuro.nir import from_nir
 from cf2neuro.quant import quantize
-from cf2neuro.runners.lava import integer_inputs
+from cf2neuro.backends.loihi2.runner import integer_inputs
 
 CORPUS = Path(__file__).parents[1].parent / "shared" / "nir-graphs"
 

@@ -1,4 +1,4 @@
-"""The ``lava`` runner (cf2neuro.runners.lava) with REAL Lava: API, errors and guards.
+"""The ``lava`` runner (cf2neuro.backends.loihi2.runner) with REAL Lava: API, errors and guards.
 
 Every run must leave nothing behind, whether it succeeds, fails inside a
 Lava process model (Lava itself would deadlock) or is killed by the
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from cf2neuro import api
-from cf2neuro.errors import BadInputError
-from cf2neuro.runners.lava import RunnerError, run_lava, run_nir
+from cf2neuro.backends.loihi2.runner import run_lava, run_nir
+from cf2neuro.errors import BadInputError, RunnerError
 from test_lava_runtime import cf, dense, graph, inp, mlp_graph, out
 
 
@@ -57,7 +57,10 @@ def _write(tmp_path, g, name="g.nir") -> Path:
 
 
 def test_runner_is_registered():
-    assert "lava" in api.RUNNERS
+    from cf2neuro.runners import get_runner, runner_names
+
+    assert "lava" in runner_names()
+    assert get_runner("lava").formats == ("fixed",)
 
 
 def test_success_leaves_nothing_behind(lava_python, tmp_path):  # noqa: F811
@@ -155,6 +158,14 @@ def _float_mlp():
     return g.validate()
 
 
+def _float_nir(tmp_path, g) -> Path:
+    from cf2neuro.nir import write_nir
+
+    path = tmp_path / "float.nir"
+    write_nir(g, path)
+    return path
+
+
 def test_api_run_with_lava_equals_the_emulator(lava_python, tmp_path):  # noqa: F811
     """A float graph through `cf2neuro run --runner lava`: quantized, run, aligned."""
     from cf2neuro.cli import main
@@ -162,20 +173,27 @@ def test_api_run_with_lava_equals_the_emulator(lava_python, tmp_path):  # noqa: 
     g = _float_mlp()
     x = np.random.default_rng(1).normal(0, 1, (5, 3, 6)).astype(np.float32)
     stats: dict = {}
-    direct = run_lava(g, x, ["cf1", "v:cf1"], stats=stats)
+    from cf2neuro.quant import quantize
+
+    with pytest.raises(BadInputError, match="quantize it first"):  # runners never quantize
+        run_lava(g, x)
+    q = quantize(g, "loihi2", calibration=x)
+    direct = run_lava(q, x, ["cf1", "v:cf1"], stats=stats)
     assert_nothing_left(stats)
-    emu = api.RUNNERS["emulator"](g, x, ["cf1", "v:cf1"], None)
+    emu = api.run(_float_nir(tmp_path, g), runner="emulator", inputs=x, probes=["cf1", "v:cf1"])
     for key in ("output", "cf1"):
         np.testing.assert_array_equal(direct[key], emu[key], err_msg=key)
     np.testing.assert_array_equal(direct["v:cf1"], emu["v:cf1"][-1])
     assert int(direct["latency"]) == int(emu["latency"]) == 2
     assert np.abs(direct["cf1"]).max() == 2  # graded, signed spikes crossed Lava
 
+    # the float graph through the face: quantized on the fly, the same integers
+    face = api.run(_float_nir(tmp_path, g), runner="lava", inputs=x, probes=["cf1"])
+    np.testing.assert_array_equal(face["output"], direct["output"])
+
     # the quantized graph as a NIR file through the CLI (the file's integers are used as is)
     from cf2neuro.nir import write_nir
-    from cf2neuro.quant import quantize
 
-    q = quantize(g, "loihi2", calibration=x)
     write_nir(q, tmp_path / "q.nir")
     np.savez(tmp_path / "in.npz", x=x)
     rc = main(["run", str(tmp_path / "q.nir"), "--runner", "lava", "--inputs",

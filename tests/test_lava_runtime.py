@@ -1,4 +1,4 @@
-"""The isolated Lava runtime (targets/lava, cf2neuro.runtime), against REAL Lava.
+"""The isolated Lava runtime (cf2neuro/backends/loihi2: lava_runtime/ and runtime.py), against REAL Lava.
 
 - finding Python 3.10 (env var honoured, broken candidates skipped, a clear
   error naming what to install) and the runtime's idempotent setup;
@@ -10,7 +10,7 @@
 - streaming many samples through one run == one run per sample.
 
 The session fixture creates the runtime (about 1.5 min the first time,
-cached in targets/lava/.runtime). Without any Python 3.10 these tests skip,
+cached in cf2neuro/backends/loihi2/lava_runtime/.runtime). Without any Python 3.10 these tests skip,
 except under CI (CI=true), where that is a failure.
 """
 
@@ -25,7 +25,7 @@ import nir
 import numpy as np
 import pytest
 
-from cf2neuro import runtime
+from cf2neuro.backends.loihi2 import runtime
 from cf2neuro.errors import RuntimeMissingError
 
 FP = "cf2neuro.fixed_point"
@@ -259,7 +259,7 @@ def np_lava_lif(a, du, dv, vth, bias):
 
 
 def run(lava_python, tmp_path, g: nir.NIRGraph, x, probes=(), **kw):
-    from cf2neuro.runners.lava import run_nir
+    from cf2neuro.backends.loihi2.runner import run_nir
 
     path = tmp_path / f"g{len(list(tmp_path.glob('*.nir')))}.nir"
     nir.write(path, g)

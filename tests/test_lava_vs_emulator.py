@@ -18,7 +18,7 @@ from fixed_point_checks import assert_emulator_equals_lava
 from cf2neuro.ir import Graph
 from cf2neuro.quant import quantize
 from cf2neuro.runners.emulator import Emulator
-from cf2neuro.runners.lava import integer_inputs, run_lava
+from cf2neuro.backends.loihi2.runner import integer_inputs, run_lava
 
 V_MAX = 2 ** 23 - 1
 

@@ -9,14 +9,14 @@ from cf2neuro import api
 from cf2neuro.errors import BadInputError, UnsupportedError
 from cf2neuro.ir import Graph
 from cf2neuro.ir.engine import Engine
-from cf2neuro.ir.fixed_point import lava_dense_weights
+from cf2neuro.backends.loihi2.numerics import lava_dense_weights
 from cf2neuro.ir.passes import run_passes
 from cf2neuro.ir.trace import trace_model
 from cf2neuro.nir import from_nir, write_nir
 from cf2neuro.nn.models import build_model
-from cf2neuro.quant import (format_report, quantization_report, quantize, quantize_bias,
-                            quantize_mantissas)
-from cf2neuro.runners import Emulator
+from cf2neuro.backends.loihi2.mapping import quantize_bias, quantize_mantissas
+from cf2neuro.quant import format_report, quantization_report, quantize
+from cf2neuro.runners.emulator import Emulator
 from cf2neuro.targets import load_target
 
 LOIHI2 = load_target("loihi2")
@@ -48,7 +48,7 @@ def test_digits_layers_get_the_documented_integer_form(digits):
     q = quantize(g, "loihi2", calibration=x)
     fp = q.meta["fixed_point"]
     # pixels k/16 lie on a grid: scale 240 represents them exactly in 8 unsigned bits
-    assert fp == {"target": "loihi2", "input_scale": 240.0, "input_bits": 8,
+    assert fp == {"target": "loihi2", "backend": "loihi2", "input_scale": 240.0, "input_bits": 8,
                   "input_signed": False, "latency": 3, "output_scale": fp["output_scale"]}
     for name in ("layers.2", "layers.4"):  # CF layers: vth in [2048, 4096), dv from β = 0.5
         f = q[name].attrs["fixed_point"]

@@ -70,12 +70,9 @@ def _counts_for(tgt, graph, x, runner: str, cache: dict):
             from ..runners.emulator import emulate
             res = emulate(qgraph, x, probes=probes)
         else:
-            from ..api import RUNNERS
-            if runner not in RUNNERS:
-                raise BadInputError(f"runner {runner!r} is not available; available: "
-                                    f"{sorted(RUNNERS)}")
+            from ..runners import RunRequest, get_runner
             probes = [p for p in probes if qgraph[p].op != "Input"]
-            res = RUNNERS[runner](qgraph, x.numpy(), probes, qname)
+            res = get_runner(runner).run(RunRequest(qgraph, x.numpy(), tuple(probes))).arrays()
         cache[key] = count_operations(qgraph, res, inputs=x, source=f"{runner} ({qname})")
     return cache[key], notes, deployable
 
@@ -90,7 +87,7 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
     "sources", "measured", "deployable", "counts_per_inference", ...}},
     "counts": {source: per-layer counts}}.
     """
-    from ..api import checkpoint_graph
+    from ..checkpoint import checkpoint_graph
     from ..verify import test_inputs
 
     if targets == "all" or targets == ["all"] or targets == ("all",):

@@ -167,29 +167,25 @@ def needed_probes(graph: Graph) -> list[str]:
     return out
 
 
-def _weights(node: Node) -> np.ndarray:
-    """The weights the run used (see module doc)."""
-    if "weight_mant" in node.params:
-        w = np.asarray(node.params["weight_mant"])
-        if node.op == "Linear":
-            from ..ir.fixed_point import lava_dense_weights
-            w = lava_dense_weights(w)
-        return w
+def _weights(node: Node, numerics=None) -> np.ndarray:
+    """The weights the run used (see module doc): the back end's effective integer weights."""
+    if "weight_mant" in node.params and numerics is not None:
+        return numerics.effective_weights(node)
     return np.asarray(node.params["weight"])
 
 
-def _fanout_fn(node: Node, shape_in):
+def _fanout_fn(node: Node, shape_in, numerics=None):
     """f(indicator [N, *in], all_ones_weights) -> per-row synapse counts [N]."""
     a = node.attrs
     if node.op == "Linear":
-        mask = torch.as_tensor(_weights(node) != 0, dtype=torch.float64)
+        mask = torch.as_tensor(_weights(node, numerics) != 0, dtype=torch.float64)
 
         def f(x, dense=False):
             m = torch.ones_like(mask) if dense else mask
             return (x @ m.T).flatten(1).sum(1)
         return f
     if node.op == "Conv2d":
-        mask = torch.as_tensor(_weights(node) != 0, dtype=torch.float64)
+        mask = torch.as_tensor(_weights(node, numerics) != 0, dtype=torch.float64)
 
         def f(x, dense=False):
             m = torch.ones_like(mask) if dense else mask
@@ -224,6 +220,10 @@ def count_operations(graph: Graph, run_result: dict, inputs=None, source: str = 
     """
     graph.validate()
     counts = Counts(source=source)
+    numerics = None
+    if isinstance(graph.meta.get("fixed_point"), dict):  # the back end's integer weights
+        from ..runners.emulator import numerics_for
+        numerics = numerics_for(graph)
     T = B = None
 
     def fetch(name):
@@ -261,7 +261,7 @@ def count_operations(graph: Graph, run_result: dict, inputs=None, source: str = 
         x = fetch(src)
         origin = _origin(graph, src)
         shape_in = graph[src].shape
-        f = _fanout_fn(node, shape_in)
+        f = _fanout_fn(node, shape_in, numerics)
         rec = {k: [] for k in SYNAPSE_KEYS}
         dense = float(f(torch.ones((1, *x.shape[2:]), dtype=torch.float64), dense=True).sum())
         for t in range(x.shape[0]):

@@ -22,14 +22,22 @@ a stateful node *after* its reset (what stays in the state), all [T, B, ...].
 
 from __future__ import annotations
 
+import time
 from typing import Iterable, NamedTuple
 
 import numpy as np
 import torch
 
-from ..errors import BadInputError
+from ..errors import BadInputError, RunnerTimeoutError
 from .graph import Graph
 from .numerics import FloatNumerics, Stateful
+
+
+def check_deadline(deadline: float | None, what: str = "the run") -> None:
+    """Raise RunnerTimeoutError once `deadline` (a time.monotonic() value) has passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise RunnerTimeoutError(f"{what} did not finish within its timeout and was stopped; "
+                                 f"pass a larger --timeout (seconds) or fewer samples")
 
 
 class _Op(NamedTuple):
@@ -108,8 +116,12 @@ class Engine:
         return out
 
     # --- running -------------------------------------------------------------
-    def run(self, x, probes: Iterable[str] = (), schedule: str = "auto") -> dict:
+    def run(self, x, probes: Iterable[str] = (), schedule: str = "auto",
+            deadline: float | None = None) -> dict:
         """Simulate x ([T, B, *input_shape], or {input name: array}); see module docstring.
+
+        `deadline` (a time.monotonic() value) stops the run with a
+        RunnerTimeoutError between steps and layers once it has passed.
 
         Returns {"output": first Output's trace, <other Output names>: ...,
         <probe>: ...}, every value [T, B, ...].
@@ -127,7 +139,7 @@ class Engine:
         with torch.no_grad():
             run = self._run_layers if schedule == "layer" else self._run_steps
             keep = set(self.outputs.values()) | {i for _, i, m in wanted if not m}
-            values, membranes = run(xs, keep, {i for _, i, m in wanted if m})
+            values, membranes = run(xs, keep, {i for _, i, m in wanted if m}, deadline)
         res = {}
         for k, (name, i) in enumerate(self.outputs.items()):
             res["output" if k == 0 else name] = values[i]
@@ -135,7 +147,7 @@ class Engine:
             res[p] = membranes[i] if mem else values[i]
         return res
 
-    def _run_layers(self, xs, keep, mem_wanted):
+    def _run_layers(self, xs, keep, mem_wanted, deadline):
         values: list = [None] * len(self.names)
         membranes = {}
         for i, t in xs.items():
@@ -146,6 +158,7 @@ class Engine:
             if op.stateful:
                 state, outs, vs = None, [], []
                 for t in range(T):
+                    check_deadline(deadline)
                     out, state = op.kernel.step(state, *(a[t] for a in args))
                     outs.append(out)
                     if op.index in mem_wanted:
@@ -154,6 +167,7 @@ class Engine:
                 if vs:
                     membranes[op.index] = torch.stack(vs)
             else:
+                check_deadline(deadline)
                 y = op.kernel(*(a.flatten(0, 1) for a in args))
                 values[op.index] = y.unflatten(0, (T, B))
             for j in self._free[k]:  # drop windows nobody reads any more
@@ -161,7 +175,7 @@ class Engine:
                     values[j] = None
         return values, membranes
 
-    def _run_steps(self, xs, keep, mem_wanted):
+    def _run_steps(self, xs, keep, mem_wanted, deadline):
         n = len(self.names)
         T, B = next(iter(xs.values())).shape[:2]
         like = next(iter(xs.values()))
@@ -170,6 +184,7 @@ class Engine:
         traces: dict = {i: [] for i in keep}
         mem: dict = {i: [] for i in mem_wanted}
         for t in range(T):
+            check_deadline(deadline)
             cur: list = [None] * n
             for i, x in xs.items():
                 cur[i] = x[t]

@@ -305,10 +305,10 @@ class Graph:
         missing += [a for a, d in spec.attrs.items() if d is REQUIRED and a not in n.attrs]
         if missing:
             raise IRError(f"{n.where()} lacks required parameter/attribute(s) {missing}")
-        unknown = set(n.params) - set(spec.params) - set(spec.optional)
+        unknown = set(n.params) - set(spec.params) - set(spec.optional) - set(spec.integer)
         if unknown:
             raise IRError(f"{n.where()} has unknown parameter(s) {sorted(unknown)}; the op "
-                          f"takes {list(spec.params) + list(spec.optional)}")
+                          f"takes {list(spec.params) + list(spec.optional) + list(spec.integer)}")
 
     def infer_shapes(self) -> "Graph":
         """Set every node's `shape`; raises IRError naming the node at fault.

@@ -31,6 +31,7 @@ class OpSpec:
     inputs: tuple[int, int | None] = (1, 1)      # (min, max); max None = unbounded
     params: tuple[str, ...] = ()                 # required numpy parameters
     optional: tuple[str, ...] = ()               # optional numpy parameters
+    integer: tuple[str, ...] = ()                # integer arrays a quantized node may carry
     attrs: dict[str, Any] = field(default_factory=dict)  # name -> default or REQUIRED
     stateful: bool = False                       # keeps state from step to step
     doc: str = ""
@@ -199,6 +200,7 @@ def _cf(node, shapes):
 
 
 _LIF = ("tau", "r", "v_leak", "v_threshold")
+_BIAS = ("bias_mant",)  # a quantized neuron's bias mantissa
 _CONV = {"stride": [1, 1], "padding": [0, 0], "dilation": [1, 1], "groups": 1}
 _POOL = {"kernel": REQUIRED, "stride": REQUIRED, "padding": [0, 0]}
 
@@ -206,8 +208,10 @@ for _spec in [
     OpSpec("Input", _input, (0, 0), attrs={"shape": REQUIRED}),
     OpSpec("Output", _same),
     OpSpec("Identity", _same),
-    OpSpec("Linear", _linear, params=("weight",), optional=("bias",)),
-    OpSpec("Conv2d", _conv2d, params=("weight",), optional=("bias",), attrs=dict(_CONV)),
+    OpSpec("Linear", _linear, params=("weight",), optional=("bias",),
+           integer=("weight_mant", "bias_int")),
+    OpSpec("Conv2d", _conv2d, params=("weight",), optional=("bias",), attrs=dict(_CONV),
+           integer=("weight_mant",)),
     OpSpec("BatchNorm", _batchnorm, params=("mean", "var", "weight", "bias"),
            attrs={"eps": 1e-5, "axis": 0}),
     OpSpec("AvgPool2d", _pool, attrs={**_POOL, "count_include_pad": True}),
@@ -219,16 +223,17 @@ for _spec in [
     OpSpec("Add", _add, (2, None)),
     OpSpec("Scale", _scale, params=("scale",)),
     OpSpec("Attention", _attention, (3, 3), attrs={"heads": REQUIRED, "scale": REQUIRED}),
-    OpSpec("CFNeuron", _cf, optional=("threshold", "beta"), stateful=True,
+    OpSpec("CFNeuron", _cf, optional=("threshold", "beta"), stateful=True, integer=_BIAS,
            attrs={"threshold": 1.0, "beta": 0.5, "max_spikes": 1, "signed": True}),
-    OpSpec("LIF", _neuron(*_LIF, "v_reset"), params=_LIF, optional=("v_reset",),
+    OpSpec("LIF", _neuron(*_LIF, "v_reset"), params=_LIF, optional=("v_reset",), integer=_BIAS,
            attrs={"reset": "zero"}, stateful=True),
     OpSpec("IF", _neuron("r", "v_threshold", "v_reset"), params=("r", "v_threshold"),
-           optional=("v_reset",), attrs={"reset": "zero"}, stateful=True),
+           optional=("v_reset",), attrs={"reset": "zero"}, stateful=True, integer=_BIAS),
     OpSpec("LI", _neuron("tau", "r", "v_leak"), params=("tau", "r", "v_leak"), stateful=True),
     OpSpec("CubaLIF", _neuron("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset",
                               "w_in"),
            params=("tau_syn", "tau_mem", "r", "v_leak", "v_threshold"),
-           optional=("v_reset", "w_in"), attrs={"reset": "zero"}, stateful=True),
+           optional=("v_reset", "w_in"), attrs={"reset": "zero"}, stateful=True,
+           integer=_BIAS),
 ]:
     register_op(_spec)

@@ -13,5 +13,15 @@ from .discretize import DEFAULT_DT
 from .export import EXPORTERS, REFUSED, to_nir, write_nir
 from .importer import IMPORTERS, from_nir, read_nir_file
 
-__all__ = ["DEFAULT_DT", "EXPORTERS", "IMPORTERS", "REFUSED", "from_nir", "read_nir_file",
+
+
+def export_graph(graph, path, strict: bool = False, dt: float | None = None, **_) -> dict:
+    """Write an IR graph as a NIR file (the ``.nir`` exporter of `cf2neuro export`)."""
+    ng = write_nir(graph, path, dt=dt, strict=strict)
+    neurons = sorted(n.name for n in graph.nodes.values() if n.op == "CFNeuron")
+    return {"dt": float(ng.metadata["dt"]), "nodes": len(ng.nodes), "edges": len(ng.edges),
+            "cf_layers": neurons}
+
+
+__all__ = ["DEFAULT_DT", "export_graph", "EXPORTERS", "IMPORTERS", "REFUSED", "from_nir", "read_nir_file",
            "to_nir", "write_nir"]

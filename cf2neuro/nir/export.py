@@ -89,7 +89,7 @@ from .. import __version__
 from ..errors import UnsupportedError
 from ..fileio import atomic_path
 from ..ir import Graph, Node
-from ..ir.fixed_point import INTEGER_PARAMS
+from ..ir.ops import OPS
 from .discretize import DEFAULT_DT, cf_to_lif, check_dt
 
 log = logging.getLogger(__name__)
@@ -382,7 +382,7 @@ def fixed_point_metadata(n: Node) -> dict:
     fp = n.attrs.get("fixed_point")
     if not isinstance(fp, dict):
         return {}
-    arrays = {k: np.asarray(n.params[k]) for k in INTEGER_PARAMS.get(n.op, ()) if k in n.params}
+    arrays = {k: np.asarray(n.params[k]) for k in OPS[n.op].integer if k in n.params}
     return {**fp, **arrays}
 
 

@@ -48,7 +48,6 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
 from ..ir import Graph, IRError
-from ..ir.fixed_point import register_integer_params
 from .discretize import lif_to_beta, resolve_dt
 from .export import (CF_NEURON, KEY_ADD, KEY_ADD_META, KEY_FIXED, KEY_META, KEY_NEURON,
                      KEY_ORDER)
@@ -448,7 +447,6 @@ def _read_fixed_point(fixed, params: dict, attrs: dict) -> None:
     """A quantized node's integer form: arrays back to params, scalars to attrs["fixed_point"]."""
     if not isinstance(fixed, dict):
         return
-    register_integer_params()
     attrs["fixed_point"] = {}
     for k, v in fixed.items():
         if isinstance(v, np.ndarray) and v.ndim > 0:

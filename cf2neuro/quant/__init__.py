@@ -1,16 +1,52 @@
-"""Quantization for fixed-point targets (DESIGN §4, docs/fixed_point.md).
+"""Quantization for fixed-point targets: the generic driver (DESIGN §4).
 
-    quantize(graph, target="loihi2", calibration=None, input_range=None, options=None) -> Graph
-    quantization_report(qgraph) -> list[dict]       format_report(qgraph) -> str
-    QuantOptions                                     the knobs (clip percentile, vth targets)
+    qgraph = quantize(graph, "loihi2", calibration=x)   # a new Graph
+    print(format_report(qgraph))                        # what was clipped/rounded
 
-The quantized graph runs bit-exactly on the emulator
-(`cf2neuro.runners.emulator`, a `cf2neuro.ir.fixed_point.FixedPointNumerics`
-engine) and on the Lava runner.
+The driver folds the float graph (`cf2neuro.ir.passes.run_passes`), picks
+the input format (`inputs.py`: how float inputs become integer payloads),
+then hands the graph to the quantizer of the target's back end
+(`cf2neuro.backends.<name>`), which gives every node its integer form and
+records what it clipped and rounded in ``node.meta["quant"]`` (`report.py`).
+The quantized graph states ``meta["fixed_point"]["backend"]``, so the
+emulator finds the numerics that run it.
 """
 
-from .quantize import (QuantOptions, format_report, quantization_report, quantize,
-                       quantize_bias, quantize_mantissas)
+from __future__ import annotations
 
-__all__ = ["QuantOptions", "quantize", "quantization_report", "format_report",
-           "quantize_mantissas", "quantize_bias"]
+from ..backends import get_backend
+from ..ir.graph import Graph
+from ..ir.passes import run_passes
+from ..targets import Target, load_target
+from .inputs import input_format
+from .report import format_report, quantization_report
+
+
+def quantize(graph: Graph, target: str | Target = "loihi2", *, calibration=None,
+             input_range: float | None = None, input_bits: int | None = None,
+             options=None) -> Graph:
+    """A new graph with every computing node's integer form for `target`.
+
+    `graph` is a float IR graph (a traced checkpoint or an imported NIR
+    graph); the export passes are applied first. `calibration` (inputs
+    ``[T, B, *shape]`` or any array of input values) sets the input scale,
+    sign and, for integer data, an exact scale of 1; `input_range` (max
+    |x|) overrides it; without either, analog inputs are taken as |x| <= 1.
+    `options` are the back end's knobs (e.g. `cf2neuro.backends.loihi2.
+    mapping.QuantOptions`). Raises `UnsupportedError` with the reason for
+    anything the target cannot run.
+    """
+    tgt = load_target(target)
+    tgt.require_numeric()
+    backend = get_backend(tgt.backend)
+    g = run_passes(graph)
+    if backend.checker is not None:  # the model's own limits first: the headline reason
+        backend.load("checker")(g, tgt)
+    quantizer = backend.load("quantizer")
+    inp = input_format(tgt, calibration, input_bits=input_bits, input_range=input_range)
+    g = quantizer(g, tgt, options, inp)
+    g.meta["fixed_point"]["backend"] = tgt.backend
+    return g.validate()
+
+
+__all__ = ["quantize", "quantization_report", "format_report", "input_format"]

@@ -139,8 +139,9 @@ def assumptions(verify: dict, energy: dict) -> list[str]:
         f"T = {verify.get('timesteps', '?')} steps; the prediction is the argmax of the output "
         f"summed over the steps.",
         f"The quantized model uses {verify['target']}'s fixed-point format; cf2neuro's emulator "
-        f"runs those integers bit-exactly. The quantization scales are calibrated on the same "
-        f"test inputs.",
+        f"runs those integers bit-exactly. The quantization scales are calibrated on "
+        f"{verify.get('calibration', {}).get('samples', '?')} samples of the training split; "
+        f"the test set stays unseen.",
     ]
     if runner == "lava":
         out.append("Lava runs on the CPU (Lava's Loihi 2 simulation of the same fixed-point "

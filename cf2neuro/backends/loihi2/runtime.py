@@ -3,7 +3,7 @@
 lava-nc 0.10.0 needs Python 3.10 exactly and numpy < 2, while cf2neuro runs
 on any Python >= 3.10 with current torch. So Lava runs in a virtual
 environment of its own, made from a Python 3.10 interpreter found on this
-machine, with the runtime package ``targets/lava`` (``cf2neuro_lava``:
+machine, with the runtime package ``lava_runtime/`` (``cf2neuro_lava``:
 lava-nc==0.10.0, numpy<2, nir) installed into it.
 
     find_python310() -> Path     a Python 3.10 that actually runs
@@ -26,7 +26,7 @@ Finding Python 3.10, in this order, each candidate actually *run*
 
 None works: `RuntimeMissingError` saying what to install.
 
-The runtime lives in ``targets/lava/.runtime`` (ignored by git), or in
+The runtime lives in ``lava_runtime/.runtime`` (ignored by git), or in
 ``CF2NEURO_LAVA_RUNTIME`` when that is set. Creating it is idempotent: a stamp
 file keyed by a hash of the runtime package's ``pyproject.toml``, its path and
 the interpreter's version says the environment is complete; a file lock lets
@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import RuntimeMissingError
+from ...errors import RuntimeMissingError
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,12 @@ INSTALL_HINT = (
 
 
 def lava_package_dir() -> Path:
-    """``targets/lava``: the runtime package beside the cf2neuro source tree."""
-    here = Path(__file__).resolve().parent.parent / "targets" / "lava"
+    """``lava_runtime/``: the runtime package, shipped inside this back end."""
+    here = Path(__file__).resolve().parent / "lava_runtime"
     if not (here / "pyproject.toml").is_file():
         raise RuntimeMissingError(
-            f"the Lava runtime package is not at {here} (cf2neuro is installed without its "
-            f"source tree); use a checkout of cf2neuro (pip install -e .) to run Lava")
+            f"the Lava runtime package is not at {here} (a broken install?); reinstall "
+            f"cf2neuro (pip install -e . from a checkout)")
     return here
 
 
@@ -267,7 +267,7 @@ def setup_lava(progress: bool = True, force: bool = False) -> Path:
     """Create the isolated Lava runtime if needed (idempotent); returns its python.
 
     Creates a Python 3.10 virtual environment in `runtime_dir()` and installs
-    ``targets/lava`` (editable, with lava-nc==0.10.0, numpy<2 and nir) into
+    ``lava_runtime`` (editable, with lava-nc==0.10.0, numpy<2 and nir) into
     it, then checks that it imports. `force` rebuilds it from scratch.
     Takes a minute or two the first time; afterwards it only checks the stamp.
     """
@@ -311,6 +311,18 @@ def setup_lava(progress: bool = True, force: bool = False) -> Path:
 def lava_python(progress: bool = True) -> Path:
     """The Lava runtime's python, creating the runtime on first use."""
     return setup_lava(progress=progress)
+
+
+def runtime_status() -> tuple[bool, str]:
+    """(True, "") when the runtime is built, or a Python 3.10 to build it exists; else why not."""
+    root, package = runtime_dir(), lava_package_dir()
+    if _is_ready(root, package):
+        return True, ""
+    try:
+        python = find_python310()
+    except RuntimeMissingError as e:
+        return False, str(e)
+    return True, f"built on first use from {python} (or now: cf2neuro runtime setup lava)"
 
 
 def lava_env() -> dict[str, str]:

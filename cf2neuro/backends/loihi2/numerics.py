@@ -38,7 +38,6 @@ float64, exact while every partial sum stays below 2^53 (|mantissa| <= 256,
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import operator
 
@@ -46,22 +45,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BadInputError, UnsupportedError
-from .graph import Graph, Node
-from .numerics import Stateful
-from .ops import OPS, register_op
+from ...errors import BadInputError, UnsupportedError
+from ...ir.graph import Graph, Node
+from ...ir.numerics import Stateful
+from ...quant.inputs import payload_bits  # noqa: F401  (re-exported for the quantizer)
+from .lower import graph_latency
 
-#: Integer parameters of quantized nodes, by op (numpy arrays in node.params).
-INTEGER_PARAMS: dict[str, tuple[str, ...]] = {
-    "Linear": ("weight_mant", "bias_int"),
-    "Conv2d": ("weight_mant",),
-    "CFNeuron": ("bias_mant",),
-    "LIF": ("bias_mant",),
-    "IF": ("bias_mant",),
-    "CubaLIF": ("bias_mant",),
-}
-#: Ops that deliver their output one step later in Lava (Dense, Conv, sum pooling).
-SYNAPTIC = frozenset({"Linear", "Conv2d", "SumPool2d"})
 #: Lava's LIF process model runs these imported neurons (reset to zero).
 LAVA_LIF_OPS = frozenset({"LIF", "IF", "CubaLIF"})
 
@@ -70,18 +59,6 @@ STATE_MAX = (1 << (STATE_BITS - 1)) - 1   # 2^23 - 1: CF / LIF v saturate here
 DECAY_UNITY = 4096                        # decays are d/4096, 12 bits
 DECAY_SHIFT = 12
 LIF_SHIFT = 6                             # Lava LIF: a << 6 and vth << 6 (MSB alignment)
-
-
-def register_integer_params() -> None:
-    """Let quantized nodes carry their integer arrays (idempotent)."""
-    for op, names in INTEGER_PARAMS.items():
-        spec = OPS[op]
-        extra = tuple(n for n in names if n not in spec.optional)
-        if extra:
-            register_op(dataclasses.replace(spec, optional=spec.optional + extra))
-
-
-register_integer_params()
 
 
 # --- integer helpers (numpy and torch alike where possible) --------------------
@@ -138,11 +115,6 @@ def lava_dense_weights(w: np.ndarray) -> np.ndarray:
     return -np.clip(-w, 0, 255)
 
 
-def payload_bits(max_abs: int, signed: bool) -> int:
-    """Graded spike payload bits for values in [-max_abs·signed, max_abs]."""
-    return int(max_abs).bit_length() + int(bool(signed))
-
-
 def fixed_point_attrs(node: Node) -> dict:
     """The node's integer attributes, or an error naming it when it is not quantized."""
     fp = node.attrs.get("fixed_point")
@@ -150,63 +122,6 @@ def fixed_point_attrs(node: Node) -> dict:
         raise UnsupportedError(f"{node.where()} has no fixed-point form: quantize the graph "
                                f"for a target first (cf2neuro.quant.quantize)")
     return fp
-
-
-# --- pipeline depth -------------------------------------------------------------
-
-def pipeline_depths(graph: Graph) -> dict[str, int]:
-    """Each node's pipeline depth in Lava: Dense/Conv/SumPool ops on the way from the Input.
-
-    Every edge (s -> n) fixes ``d(n) = d(s) + syn(n) - back(s, n)``: a
-    synaptic op adds its one-step delay, and a back edge (the IR's one-step
-    delay) is the Dense delay itself. When two paths into a node disagree,
-    Lava would deliver them at different steps: UnsupportedError names it.
-    """
-    graph.validate()
-    back = graph.back_edges()
-    syn = {n.name: int(n.op in SYNAPTIC) for n in graph.nodes.values()}
-    depth: dict[str, int] = {name: 0 for name in graph.inputs}
-    edges = graph.edges
-    changed = True
-    while changed:  # propagate the equalities both ways until nothing new is known
-        changed = False
-        for s, n in edges:
-            off = syn[n] - int((s, n) in back)
-            if s in depth and n not in depth:
-                depth[n] = depth[s] + off
-                changed = True
-            elif n in depth and s not in depth:
-                depth[s] = depth[n] - off
-                changed = True
-    for s, n in edges:
-        off = syn[n] - int((s, n) in back)
-        if s in depth and n in depth and depth[n] != depth[s] + off:
-            others = [x for x in graph[n].inputs if x != s]
-            raise UnsupportedError(
-                f"{graph[n].where()}: its inputs arrive after different numbers of Lava "
-                f"synaptic steps ({s!r} at depth {depth[s]}, the node at {depth[n]}; other "
-                f"inputs {others}). Lava delays every Dense/Conv by one step, so these paths "
-                f"would be misaligned; balance the paths (one Dense/Conv on each) or run the "
-                f"float reference")
-    missing = [n for n in graph.nodes if n not in depth]
-    if missing:
-        raise UnsupportedError(f"nodes {missing} are not connected to an Input; cannot place "
-                               f"them in Lava's pipeline")
-    bad = [n for n, d in depth.items() if d < 0]
-    if bad:
-        raise UnsupportedError(f"nodes {bad} would run before the input arrives (a recurrent "
-                               f"loop without a Dense/Conv on it); Lava loops need one")
-    return depth
-
-
-def graph_latency(graph: Graph, depths: dict[str, int] | None = None) -> int:
-    """The pipeline latency in steps: the depth of the Output nodes (all must agree)."""
-    depths = pipeline_depths(graph) if depths is None else depths
-    outs = {o: depths[o] for o in graph.outputs}
-    if len(set(outs.values())) > 1:
-        raise UnsupportedError(f"the Output nodes have different pipeline depths {outs}; one "
-                               f"Lava run cannot align them")
-    return next(iter(outs.values()))
 
 
 # --- the numerics ----------------------------------------------------------------
@@ -229,9 +144,22 @@ class FixedPointNumerics:
         "CFNeuron": "cf_neuron", "LIF": "lava_lif", "IF": "lava_lif", "CubaLIF": "lava_lif",
     }
 
-    def __init__(self, device=None):
+    def __init__(self, device=None, integer_only: bool = False):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        # integer_only: matrix products and convolutions in int64 ops (for an integer ONNX
+        # export); the default runs them in float64, exact and much faster in torch.
+        self.integer_only = integer_only
         self.graph_fp: dict | None = None
+
+    @staticmethod
+    def effective_weights(node: Node) -> np.ndarray:
+        """The integer weights Lava really uses (Dense legalizes its mantissas; Conv does not)."""
+        w = np.asarray(node.params["weight_mant"])
+        return lava_dense_weights(w) if node.op == "Linear" else w
+
+    def latency(self, graph: Graph) -> int:
+        """Steps Lava's pipeline delays the output (the runners remove them)."""
+        return graph_latency(graph)
 
     def kernel(self, node: Node, graph: Graph):
         if self.graph_fp is None:
@@ -287,12 +215,12 @@ class FixedPointNumerics:
     def add(self, node, graph):
         return lambda *xs: functools.reduce(operator.add, xs)
 
-    @staticmethod
-    def _message(nmb: int):
+    def _message(self, nmb: int):
         """num_message_bits 0: Lava casts the input to bool (graded values become 1)."""
+        dtype = torch.int64 if self.integer_only else torch.float64
         if nmb > 0:
-            return lambda x: x.to(torch.float64)
-        return lambda x: (x != 0).to(torch.float64)
+            return lambda x: x.to(dtype)
+        return lambda x: (x != 0).to(dtype)
 
     def dense(self, node, graph):
         """lava/proc/dense/models.py PyDenseModelBitAcc.run_spk (without the delay)."""
@@ -302,7 +230,8 @@ class FixedPointNumerics:
         if len(graph[node.inputs[0]].shape) != 1:
             raise UnsupportedError(f"{node.where()}: Lava's Dense maps one vector; this Linear "
                                    f"acts on {list(graph[node.inputs[0]].shape)} (tokens)")
-        w = self._double(lava_dense_weights(node.params["weight_mant"]))
+        w = lava_dense_weights(node.params["weight_mant"])
+        w = self._long(w) if self.integer_only else self._double(w)
         exp, msg = int(fp.get("weight_exp", 0)), self._message(int(fp["num_message_bits"]))
         bias = self._long(node.params["bias_int"]) if "bias_int" in node.params else None
 
@@ -322,10 +251,14 @@ class FixedPointNumerics:
         fp = fixed_point_attrs(node)
         if "weight_mant" not in node.params:
             raise UnsupportedError(f"{node.where()} has no weight_mant; quantize the graph")
-        w = self._double(node.params["weight_mant"])
         a, msg = node.attrs, self._message(int(fp["num_message_bits"]))
         kw = dict(stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
                   groups=a["groups"])
+        if self.integer_only:
+            conv = IntegerConv(self._long(node.params["weight_mant"]), graph[node.inputs[0]].shape,
+                               **kw)
+            return lambda x: wrap(conv(msg(x)), STATE_BITS)
+        w = self._double(node.params["weight_mant"])
         return lambda x: wrap(F.conv2d(msg(x), w, None, **kw).to(torch.int64), STATE_BITS)
 
     def sumpool(self, node, graph):
@@ -334,6 +267,13 @@ class FixedPointNumerics:
         msg = self._message(int(fp["num_message_bits"]))
         a = node.attrs
         kw = dict(kernel_size=a["kernel"], stride=a["stride"], padding=a["padding"])
+        if self.integer_only:  # a grouped convolution of ones, as Lava computes it
+            c = graph[node.inputs[0]].shape[0]
+            k = _pair(a["kernel"])
+            ones = torch.ones((c, 1, *k), dtype=torch.int64, device=self.device)
+            conv = IntegerConv(ones, graph[node.inputs[0]].shape, stride=a["stride"],
+                               padding=a["padding"], dilation=1, groups=c)
+            return lambda x: wrap(conv(msg(x)), STATE_BITS)
 
         def run(x):
             y = F.avg_pool2d(msg(x), count_include_pad=True, divisor_override=1, **kw)
@@ -387,3 +327,37 @@ class FixedPointNumerics:
             s = v > vth_eff
             return s.to(torch.int64), (u, torch.where(s, torch.zeros_like(v), v))
         return Stateful(step, lambda s: s[1])
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class IntegerConv:
+    """A 2-d convolution in int64 gathers and matrix products (no float, no Conv op).
+
+    PyTorch has no int64 convolution and ONNX's Conv is float only, so the
+    integer export gathers each output position's receptive field with one
+    constant index (im2col) and multiplies: exact for any payload width.
+    """
+
+    def __init__(self, weight: torch.Tensor, in_shape, stride, padding, dilation, groups):
+        (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+        c, h, w = in_shape
+        co, cg, kh, kw = weight.shape
+        hp, wp = h + 2 * ph, w + 2 * pw
+        ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+        rows = (torch.arange(ho) * sh)[:, None] + (torch.arange(kh) * dh)[None, :]  # [ho, kh]
+        cols = (torch.arange(wo) * sw)[:, None] + (torch.arange(kw) * dw)[None, :]  # [wo, kw]
+        # index [kh·kw, ho·wo] into the padded, flattened image
+        self.index = (rows.T[:, None, :, None] * wp + cols.T[None, :, None, :]).reshape(
+            kh * kw, ho * wo).to(weight.device)
+        self.pad, self.groups, self.out = (pw, pw, ph, ph), groups, (co, ho, wo)
+        self.weight = weight.reshape(groups, co // groups, cg * kh * kw)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        xp = F.pad(x, self.pad).flatten(2)                        # [N, C, Hp·Wp]
+        patches = xp[:, :, self.index]                           # [N, C, kh·kw, L]
+        patches = patches.reshape(n, self.groups, -1, patches.shape[-1])
+        return (self.weight @ patches).reshape(n, *self.out)     # [N, g, Co/g, L]

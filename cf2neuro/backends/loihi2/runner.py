@@ -1,22 +1,21 @@
 """The ``lava`` runner: a quantized graph on lava-nc 0.10.0, in the isolated runtime.
 
-    from cf2neuro.runners.lava import run_lava, run_nir
-    res = run_lava(graph, x, probes=["fc1", "v:cf1"], target="loihi2")
+    from cf2neuro.backends.loihi2.runner import run_lava, run_nir
+    res = run_lava(qgraph, x, probes=["fc1", "v:cf1"])          # a quantized graph
     res = run_nir("model_q.nir", x_int, probes=[...], timeout=300)
 
-Registered as runner ``lava`` (`cf2neuro run --runner lava`, `cf2neuro.api.run`).
+Declared as runner ``lava`` by the loihi2 back end (`LavaRunner`, through
+`cf2neuro.runners.get_runner`).
 
 What it does (DESIGN §4, docs/fixed_point.md):
 
-1. quantizes the graph for the target (default ``loihi2``, the inputs as
-   calibration, as the emulator runner does) unless it already carries
-   ``meta["fixed_point"]``, and turns float inputs into the integer payloads
-   the graph expects (the emulator's own rule: ``round(x · input_scale)``
-   clipped to the input payload range; integer inputs are used as they are);
+1. turns float inputs into the integer payloads the quantized graph expects
+   (the emulator's own rule: ``round(x · input_scale)`` clipped to the input
+   payload range; integer inputs are used as they are);
 2. writes the graph as NIR (with its ``cf2neuro.fixed_point`` metadata) and
    the inputs as ``x`` into an .npz, in a temporary directory;
 3. runs ``python -m cf2neuro_lava run`` with the runtime's Python 3.10
-   (`cf2neuro.runtime.lava_python`, created on first use) in a session of
+   (`runtime.lava_python`, created on first use) in a session of
    its own, under a watchdog timeout;
 4. reads back ``output`` and the probes (int64, ``[T, B, ...]``, aligned with
    the input steps), ``v:NAME`` (the membrane after each sample's last step,
@@ -31,7 +30,7 @@ a run whose process model raised (Lava would deadlock) with status 3.
 Timeout: ``timeout=`` seconds, else ``$CF2NEURO_LAVA_TIMEOUT``, else
 `default_timeout` (generous: 120 s + 5 ms per Lava step per node).
 
-Errors: `RunnerError` (the run failed or timed out: what, the runtime's
+Errors: `RunnerError` / `RunnerTimeoutError` (the run failed or timed out: what, the runtime's
 stderr tail, what to do); `cf2neuro.errors.BadInputError` (the runtime
 refused the graph or the inputs, exit status 2, with its reason);
 `cf2neuro.errors.RuntimeMissingError` (no Python 3.10 / setup failed).
@@ -52,17 +51,14 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import BadInputError, Cf2NeuroError
+from ...errors import BadInputError, RunnerError, RunnerTimeoutError
+from ...runners.contract import Runner, RunRequest, RunResult
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_ENV = "CF2NEURO_LAVA_TIMEOUT"
 DEFAULT_TARGET = "loihi2"
 STDERR_TAIL = 40  # lines of the runtime's stderr quoted in an error
-
-
-class RunnerError(Cf2NeuroError):
-    """A runner failed while running a valid input (crashed, hung, timed out)."""
 
 
 def default_timeout(steps: int, nodes: int) -> float:
@@ -165,7 +161,7 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
 
     Returns {"output", probes..., "v:NAME"..., "latency"} (see the module
     docstring). `python` overrides the runtime's interpreter (default:
-    `cf2neuro.runtime.lava_python()`, which creates the runtime if needed);
+    `runtime.lava_python()`, which creates the runtime if needed);
     `stats`, when given, is filled with the runtime's wall times and counts,
     and (even when the run fails) its process group id ``runtime_pid`` and the
     names of the shared-memory segments it created, ``shm_segments``;
@@ -174,7 +170,7 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
     network and reports after each (no measurable cost); otherwise it is
     one ``run()``.
     """
-    from ..runtime import lava_env, lava_python
+    from .runtime import lava_env, lava_python
 
     graph = Path(graph)
     if not graph.is_file():
@@ -229,7 +225,7 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
         wall = time.perf_counter() - t0
         stderr = _tail(err_path)
         if timed_out:
-            raise RunnerError(
+            raise RunnerTimeoutError(
                 f"the Lava run of {graph.name} did not finish within {limit:g} s and was killed "
                 f"(with all its processes; {len(leaked)} shared-memory segments unlinked). "
                 f"Lava deadlocks when a process model fails; if the run is merely long, pass a "
@@ -299,65 +295,59 @@ def _count_nodes(graph: Path) -> int:
         return 10
 
 
-# --- the registered runner ----------------------------------------------------------
+# --- the runner ------------------------------------------------------------------
 
-def quantized(graph, target: str | None, calibration=None):
-    """`graph` in its fixed-point form for `target` (quantized here unless it already is).
-
-    A float graph is quantized with `calibration` (the inputs) setting the input
-    scale, as the emulator runner does, so both runners run the same integers.
-    """
-    if isinstance(graph.meta.get("fixed_point"), dict):
-        have = graph.meta["fixed_point"].get("target")
-        if target is not None and have is not None and have != target:
-            raise BadInputError(f"the graph is quantized for target {have!r}, not {target!r}; "
-                                f"run the float graph to quantize it for {target!r}")
-        return graph
-    from ..quant import quantize
-
-    q = quantize(graph, target or DEFAULT_TARGET, calibration=calibration)
-    log.info("quantized for %s on the fly (input scale %g)", target or DEFAULT_TARGET,
-             q.meta["fixed_point"]["input_scale"])
-    return q
-
-
-def integer_inputs(graph, x) -> np.ndarray:
-    """Float inputs as the graph's integer payloads (integers pass as they are)."""
-    from ..ir.fixed_point import FixedPointNumerics
+def integer_inputs(qgraph, x) -> np.ndarray:
+    """Float inputs as the quantized graph's integer payloads (integers pass as they are)."""
+    from .numerics import FixedPointNumerics
 
     num = FixedPointNumerics()
-    num.graph_fp = graph.meta["fixed_point"]
+    num.graph_fp = qgraph.meta["fixed_point"]
     return num.prepare_input(x).cpu().numpy()
 
 
-def run_lava(graph, x, probes: Iterable[str] = (), target: str | None = None,
-             timeout: float | None = None, stats: dict | None = None,
-             progress: bool = True) -> dict[str, np.ndarray]:
-    """Run an IR graph on Lava (quantizing it for `target` first if needed); see module doc."""
-    from ..nir import write_nir
+def run_lava(qgraph, x, probes: Iterable[str] = (), timeout: float | None = None,
+             stats: dict | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """Run a quantized IR graph on Lava: float inputs are scaled to its payloads first."""
+    from .lower import write_lava_nir
 
-    q = quantized(graph, target, calibration=x)
-    xi = integer_inputs(q, x)
+    if not isinstance(qgraph.meta.get("fixed_point"), dict):
+        raise BadInputError("the lava runner runs quantized graphs; quantize it first "
+                            "(cf2neuro.quant.quantize(graph, 'loihi2', calibration=x))")
+    xi = integer_inputs(qgraph, x)
     with tempfile.TemporaryDirectory(prefix="cf2neuro-lava-graph-") as tmp:
         path = Path(tmp) / "graph.nir"
-        export_log = logging.getLogger("cf2neuro.nir.export")
-        level = export_log.level
-        export_log.setLevel(logging.ERROR)  # its caveats are for third-party readers, not us
-        try:
-            write_nir(q, path)
-        finally:
-            export_log.setLevel(level)
+        write_lava_nir(qgraph, path)
         return run_nir(path, xi, probes, timeout=timeout, stats=stats, progress=progress)
 
 
-def _runner(graph, x, probes, target):
-    return run_lava(graph, x, probes, target)
+class LavaRunner(Runner):
+    """lava-nc 0.10.0 in its isolated Python 3.10 runtime (created on first use)."""
 
+    name = "lava"
+    formats = ("fixed",)
+    default_target = "loihi2"
+    membrane_trace = False  # "v:NAME" is the membrane after each sample's last step
 
-def register() -> None:
-    from ..api import register_runner
+    def available(self) -> tuple[bool, str]:
+        from .runtime import runtime_status
 
-    register_runner("lava", _runner)
+        return runtime_status()
 
+    def setup(self, progress: bool = True) -> str:
+        from .runtime import setup_lava
 
-register()
+        return f"Lava runtime ready: {setup_lava(progress=progress)}"
+
+    def run(self, request: RunRequest) -> RunResult:
+        graph = self.check_graph(request)
+        stats: dict = {}
+        t0 = time.perf_counter()
+        res = run_lava(graph, request.x, request.probes, timeout=request.timeout, stats=stats,
+                       progress=request.progress)
+        latency = int(res.pop("latency", 0))
+        probes = {p: res.pop(p) for p in request.probes}
+        timings = {"total": time.perf_counter() - t0,
+                   **{k: float(v) for k, v in stats.items()
+                      if k.endswith("_s") and isinstance(v, (int, float))}}
+        return RunResult(res, probes, latency, timings, stats.get("log", ""))

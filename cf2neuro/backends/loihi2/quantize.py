@@ -1,7 +1,7 @@
-"""Quantize a float IR graph for a fixed-point target (DESIGN §4, docs/fixed_point.md).
+"""Loihi 2 quantization: a float IR graph to Lava's integer form (DESIGN §4, docs/fixed_point.md).
 
-    qgraph = quantize(graph, "loihi2", calibration=x)    # a new Graph
-    print(format_report(qgraph))                           # what was clipped/rounded
+    qgraph = cf2neuro.quant.quantize(graph, "loihi2", calibration=x)   # the generic driver
+    quantize_graph(g, target, options, input_format)   # this back end's part (in place)
 
 The algorithm, per neuron layer N (CF, or an imported IF/LIF/CubaLIF run as
 Lava's LIF) and the synaptic ops P feeding it (Linear = Lava Dense, Conv2d,
@@ -68,16 +68,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UnsupportedError
-from ..ir.fixed_point import (DECAY_UNITY, LAVA_LIF_OPS, LIF_SHIFT, STATE_MAX, SYNAPTIC,
-                              graph_latency, lava_dense_weights, payload_bits, pipeline_depths,
-                              register_integer_params, sign_mode)
-from ..ir.graph import Graph, Node
-from ..ir.passes import run_passes
-from ..targets import NumericFormat, Target, load_target
+from ...errors import UnsupportedError
+from ...ir.graph import Graph, Node
+from ...ir.passes import run_passes
+from ...targets import Target
+from .lower import SYNAPTIC, graph_latency, pipeline_depths
+from .mapping import (NEURON_MAPS, QuantOptions, clip_value, mant_full, quantize_mantissas,
+                      quantize_bias, where)
+from .numerics import LAVA_LIF_OPS, STATE_MAX, lava_dense_weights, payload_bits, sign_mode
 
 log = logging.getLogger(__name__)
-register_integer_params()
 
 NEURONS = frozenset({"CFNeuron"}) | LAVA_LIF_OPS
 SUPPORTED = NEURONS | SYNAPTIC | {"Input", "Output", "Flatten", "Add", "AvgPool2d"}
@@ -94,173 +94,6 @@ NO_FIXED_POINT = {
     "Identity": "internal: identities are removed before quantization",
 }
 
-
-@dataclass
-class QuantOptions:
-    """Knobs of `quantize` (defaults measured on digits, see the module docstring)."""
-
-    clip_percentile: float = 99.9   # clip weights at this percentile of |w|, per layer
-    cf_vth: int = 2048              # CF layers with Dense inputs: vth in [cf_vth, 2·cf_vth)
-    lif_vth: int = 1024             # the same for Lava-LIF layers
-    lif_vth_max: int = 4096         # Lava LIF: v saturates at 2^23 = 64·vth·(headroom)
-    min_vth: int = 75               # below this the report warns (accuracy starts to drop)
-    input_bits: int | None = None   # default: the target's
-    input_range: float | None = None  # max |x| of analog inputs (default: calibration, else 1)
-
-
-# --- small helpers -------------------------------------------------------------
-
-def _where(node: Node) -> str:
-    return node.where()
-
-
-def _uniform(a, what: str, node: Node) -> float:
-    a = np.asarray(a, dtype=np.float64).reshape(-1)
-    if a.size == 0 or not np.allclose(a, a[0], rtol=1e-6, atol=0):
-        raise UnsupportedError(f"{_where(node)}: {what} differs between neurons; Lava's "
-                               f"LIF/CF process takes one value per layer")
-    return float(a[0])
-
-
-def _round_even_mantissa(x: np.ndarray) -> np.ndarray:
-    """Nearest even integer (ties of x/2 to even): mixed-sign Loihi mantissas."""
-    return 2.0 * np.round(x / 2.0)
-
-
-def quantize_mantissas(w: np.ndarray, clip: float, scale: float, fmt: NumericFormat):
-    """8-bit mantissas of `w` clipped at ±clip, times `scale`; (mantissas, report).
-
-    Mixed sign: nearest even value in [-2^bits, 2^bits - 2]; one sign: nearest
-    value in [0, 2^bits - 1] (or its negative). The report gives the clipped
-    fraction and the max/mean rounding error relative to the clip value.
-    """
-    w = np.asarray(w, dtype=np.float64)
-    mode = sign_mode(w)
-    top = fmt.weight_mant_max                      # 255
-    wc = np.clip(w, -clip, clip)
-    x = wc * scale
-    if mode == "mixed":
-        m = np.clip(_round_even_mantissa(x), -(top + 1), top - 1)
-    elif mode == "excitatory":
-        m = np.clip(np.round(x), 0, top)
-    else:
-        m = np.clip(np.round(x), -top, 0)
-    m = m.astype(np.int16)
-    denom = clip if clip > 0 else 1.0
-    err = np.abs(wc - m / scale) / denom if scale > 0 else np.zeros_like(w)
-    rep = {"sign_mode": mode, "clip": float(clip), "mantissa_scale": float(scale),
-           "clipped_fraction": float(np.mean(np.abs(w) > clip)) if w.size else 0.0,
-           "round_err_max": float(err.max()) if w.size else 0.0,
-           "round_err_mean": float(err.mean()) if w.size else 0.0,
-           "mantissa_max": int(np.abs(m).max()) if w.size else 0}
-    return m, rep
-
-
-def _mant_full(mode: str, fmt: NumericFormat) -> int:
-    """Largest mantissa magnitude of a sign mode: 254 mixed (LSB dropped), 255 one sign."""
-    return fmt.weight_mant_max - 1 if mode == "mixed" else fmt.weight_mant_max
-
-
-def _clip_value(w: np.ndarray, pct: float) -> float:
-    a = np.abs(np.asarray(w, dtype=np.float64)).reshape(-1)
-    return float(np.percentile(a, pct)) if a.size else 0.0
-
-
-def quantize_bias(bias_v: np.ndarray, fmt: NumericFormat):
-    """(mantissa int32, exponent, report) for a bias in state units."""
-    lo, hi = fmt.bias_mant_range
-    b = np.asarray(bias_v, dtype=np.float64)
-    big = float(np.abs(b).max()) if b.size else 0.0
-    exp = fmt.bias_exp_min
-    while exp < fmt.bias_exp_max and big / 2.0 ** exp > hi + 0.5:
-        exp += 1
-    mant = np.clip(np.round(b / 2.0 ** exp), lo, hi).astype(np.int32)
-    rep = {"bias_exp": int(exp),
-           "bias_clipped_fraction": float(np.mean(np.abs(np.round(b / 2.0 ** exp)) > hi))
-           if b.size else 0.0,
-           "bias_err_max_units": float(np.abs(b - mant * 2.0 ** exp).max()) if b.size else 0.0}
-    return mant, exp, rep
-
-
-# --- neuron models: how the float neuron maps to the integer one ----------------
-
-@dataclass
-class _NeuronMap:
-    kind: str               # "cf" or "lava_lif"
-    theta: float            # threshold in the (gain-normalized) float units
-    gain: np.ndarray        # per-neuron gain on the input, folded into the weights
-    bias_factor: float      # multiplies the producers' biases (CubaLIF steady state)
-    const: np.ndarray       # per-step constant into v (float units, before S)
-    state_units: int        # 1 (CF) or 64 (Lava LIF: v is a << 6)
-    attrs: dict             # integer attrs besides vth / bias_exp
-    notes: list
-
-
-def _map_cf(n: Node, dt) -> _NeuronMap:
-    a = n.attrs
-    beta = _uniform(n.params["beta"], "beta", n) if "beta" in n.params else float(a["beta"])
-    if "threshold" in n.params:
-        theta_arr = np.broadcast_to(np.asarray(n.params["threshold"], np.float64), n.shape)
-        if np.any(theta_arr <= 0):
-            raise UnsupportedError(f"{_where(n)}: thresholds must be > 0")
-        gain, theta = 1.0 / theta_arr, 1.0
-    else:
-        gain, theta = np.ones(n.shape), float(a["threshold"])
-    dv = int(round((1.0 - beta) * DECAY_UNITY))
-    notes = []
-    if abs((1 - dv / DECAY_UNITY) - beta) > 1e-12:
-        notes.append(f"beta {beta:g} -> {1 - dv / DECAY_UNITY:.6g} (dv = {dv})")
-    return _NeuronMap("cf", theta, np.asarray(gain, np.float64), 1.0, np.zeros(n.shape), 1,
-                      {"dv": dv, "max_spikes": int(a["max_spikes"]), "signed": bool(a["signed"])},
-                      notes)
-
-
-def _decay(alpha: float, what: str, offset: int, notes: list) -> int:
-    d = int(round(alpha * DECAY_UNITY)) - offset
-    if not 0 <= d <= DECAY_UNITY - 1:
-        notes.append(f"{what} = {d} outside 0..4095 (dt/tau = {alpha:g}); clipped")
-        d = min(max(d, 0), DECAY_UNITY - 1)
-    return d
-
-
-def _map_lif(n: Node, dt) -> _NeuronMap:
-    p, notes = n.params, []
-    if n.attrs.get("reset", "zero") != "zero":
-        raise UnsupportedError(f"{_where(n)}: reset by subtraction; Lava's LIF resets to zero "
-                               f"(a CF neuron with K=1, signed=False subtracts)")
-    if "v_reset" in p and np.any(np.asarray(p["v_reset"]) != 0):
-        raise UnsupportedError(f"{_where(n)}: v_reset != 0; Lava's LIF resets v to 0")
-    thr = np.broadcast_to(np.asarray(p["v_threshold"], np.float64), n.shape)
-    if np.any(thr <= 0):
-        raise UnsupportedError(f"{_where(n)}: v_threshold must be > 0 for Lava's LIF")
-    uniform_thr = np.allclose(thr, thr.reshape(-1)[0], rtol=1e-6, atol=0)
-    theta = float(thr.reshape(-1)[0]) if uniform_thr else 1.0
-    norm = np.ones(n.shape) if uniform_thr else 1.0 / thr
-    r = np.broadcast_to(np.asarray(p["r"], np.float64), n.shape)
-    bias_factor, const = 1.0, np.zeros(n.shape)
-    if n.op == "IF":
-        gain, du, dv = r, DECAY_UNITY - 1, 0
-    else:
-        if dt is None:
-            raise UnsupportedError(f"{_where(n)} needs the graph's dt (meta['dt'])")
-        leak = np.broadcast_to(np.asarray(p["v_leak"], np.float64), n.shape)
-        if n.op == "LIF":
-            alpha = dt / _uniform(p["tau"], "tau", n)
-            gain, const = alpha * r, alpha * leak
-            du, dv = DECAY_UNITY - 1, _decay(alpha, "dv", 0, notes)
-        else:  # CubaLIF
-            a_syn = dt / _uniform(p["tau_syn"], "tau_syn", n)
-            a_mem = dt / _uniform(p["tau_mem"], "tau_mem", n)
-            w_in = np.broadcast_to(np.asarray(p.get("w_in", 1.0), np.float64), n.shape)
-            gain, const = a_mem * r * a_syn * w_in, a_mem * leak
-            bias_factor = 1.0 / a_syn
-            du = _decay(a_syn, "du", 1, notes)
-            dv = _decay(a_mem, "dv", 0, notes)
-    return _NeuronMap("lava_lif", theta, gain * norm, bias_factor, const * norm, 1 << LIF_SHIFT,
-                      {"du": int(du), "dv": int(dv)}, notes)
-
-
-NEURON_MAPS = {"CFNeuron": _map_cf, "LIF": _map_lif, "IF": _map_lif, "CubaLIF": _map_lif}
 
 
 # --- the quantizer ----------------------------------------------------------------
@@ -302,7 +135,7 @@ class _Quantizer:
         if n.op in ("Linear", "Conv2d"):
             self.synaptic_chain(n)
             return _Source(self.scale_out[name], STATE_MAX, True, False)
-        raise UnsupportedError(f"{_where(n)} feeds a synaptic op, but Lava has no way to send "
+        raise UnsupportedError(f"{where(n)} feeds a synaptic op, but Lava has no way to send "
                                f"its {n.op} output as spikes")
 
     def message_bits(self, node: Node) -> int:
@@ -312,11 +145,11 @@ class _Quantizer:
         bits = payload_bits(s.maxabs, s.signed)
         if not self.fmt.graded_spikes:
             raise UnsupportedError(
-                f"{_where(node)} reads graded{' signed' if s.signed else ''} values (up to "
+                f"{where(node)} reads graded{' signed' if s.signed else ''} values (up to "
                 f"{s.maxabs}) from {node.inputs[0]!r}; target {self.t.name} carries binary "
                 f"spikes only. Use a target with graded spikes (loihi2)")
         if bits > self.fmt.spike_payload_bits:
-            raise UnsupportedError(f"{_where(node)} needs {bits}-bit spike payloads; target "
+            raise UnsupportedError(f"{where(node)} needs {bits}-bit spike payloads; target "
                                    f"{self.t.name} carries {self.fmt.spike_payload_bits}")
         return bits
 
@@ -333,11 +166,11 @@ class _Quantizer:
                 out.append(p)
             else:
                 raise UnsupportedError(
-                    f"{_where(n)} reads {p.name!r} ({p.op}) without a synapse between: Lava "
+                    f"{where(n)} reads {p.name!r} ({p.op}) without a synapse between: Lava "
                     f"neurons take input only through Dense/Conv connections (a residual "
                     f"shortcut of spikes needs an identity connection)")
             if len(readers) != 1:
-                raise UnsupportedError(f"{_where(p)} is read by {readers}; in Lava a "
+                raise UnsupportedError(f"{where(p)} is read by {readers}; in Lava a "
                                        f"connection feeds one neuron layer")
         return out
 
@@ -357,17 +190,17 @@ class _Quantizer:
         if fixed:
             gains = np.unique(np.round(nm.gain, 12))
             if gains.size != 1 or gains[0] <= 0:
-                raise UnsupportedError(f"{_where(n)}: sum pooling feeds it directly, so its "
+                raise UnsupportedError(f"{where(n)}: sum pooling feeds it directly, so its "
                                        f"input gain must be one positive number")
             sigmas = {self.source(p.inputs[0]).sigma for p in fixed}
             if len(sigmas) != 1:
-                raise UnsupportedError(f"{_where(n)}: sum pools of different scales feed it")
+                raise UnsupportedError(f"{where(n)}: sum pools of different scales feed it")
             scale = sigmas.pop() / float(gains[0])
         elif convs:
             caps = []
             for p in convs:
                 w, c = eff[p.name]
-                caps.append(_mant_full(sign_mode(w), fmt) * self.source(p.inputs[0]).sigma
+                caps.append(mant_full(sign_mode(w), fmt) * self.source(p.inputs[0]).sigma
                             / c if c > 0 else math.inf)
             scale = min(caps)
             if not math.isfinite(scale):
@@ -376,7 +209,7 @@ class _Quantizer:
         else:
             p = dense[0]
             w, c = eff[p.name]
-            s_full = (_mant_full(sign_mode(w), fmt) / c if c > 0 else 1.0) \
+            s_full = (mant_full(sign_mode(w), fmt) / c if c > 0 else 1.0) \
                 * self.source(p.inputs[0]).sigma
             target = opts.cf_vth if nm.kind == "cf" else opts.lif_vth
             e = math.ceil(math.log2(target / (s_full * nm.theta)) - 1e-9)
@@ -392,7 +225,7 @@ class _Quantizer:
             scale /= 2
         vth = int(round(scale * nm.theta))
         if vth < 1:
-            raise UnsupportedError(f"{_where(n)}: its threshold rounds to {vth} units at scale "
+            raise UnsupportedError(f"{where(n)}: its threshold rounds to {vth} units at scale "
                                    f"{scale:g}; the layer cannot be represented")
         if vth < opts.min_vth:
             notes.append(f"vth = {vth} < {opts.min_vth}: threshold resolution costs accuracy")
@@ -443,11 +276,11 @@ class _Quantizer:
         else:
             gc = g.reshape(g.shape[0], -1)
             if not np.allclose(gc, gc[:, :1], rtol=1e-9, atol=0):
-                raise UnsupportedError(f"{_where(n)}: its per-neuron gain (r/θ, time constants) "
+                raise UnsupportedError(f"{where(n)}: its per-neuron gain (r/θ, time constants) "
                                        f"varies within a channel; a Conv can fold only one "
                                        f"gain per output channel")
             w = w * gc[:, 0].reshape(-1, 1, 1, 1)
-        return w, _clip_value(w, self.opts.clip_percentile)
+        return w, clip_value(w, self.opts.clip_percentile)
 
     def _worst_case(self, prods, eff, scale) -> float:
         total = 0.0
@@ -472,14 +305,14 @@ class _Quantizer:
             self.scale_out[p.name] = scale
             return
         w, c = eff if eff is not None else (np.asarray(p.params["weight"], np.float64),
-                                            _clip_value(p.params["weight"],
+                                            clip_value(p.params["weight"],
                                                         self.opts.clip_percentile))
         sigma = self.source(p.inputs[0]).sigma
-        full = _mant_full(sign_mode(w), fmt)
+        full = mant_full(sign_mode(w), fmt)
         fp: dict = {}
         if p.op == "Linear":
             if len(self.g[p.inputs[0]].shape) != 1:
-                raise UnsupportedError(f"{_where(p)} acts on {list(self.g[p.inputs[0]].shape)} "
+                raise UnsupportedError(f"{where(p)} acts on {list(self.g[p.inputs[0]].shape)} "
                                        f"(tokens); Lava's Dense maps one vector")
             e = math.ceil(math.log2(scale * c / (sigma * full)) - 1e-9) if c > 0 else 0
             clamped = min(max(e, fmt.weight_exp_min), fmt.weight_exp_max)
@@ -509,12 +342,12 @@ class _Quantizer:
         if np.any(np.asarray(p.params.get("bias", 0.0)) != 0):
             readout = all(self.g[c].op == "Output" for c in self.g.consumers(p.name))
             if not readout:
-                raise UnsupportedError(f"{_where(p)} has a bias but feeds no neuron; Lava's "
+                raise UnsupportedError(f"{where(p)} has a bias but feeds no neuron; Lava's "
                                        f"Dense/Conv have no bias (it lives in the neuron)")
         w = np.asarray(p.params["weight"], np.float64)
-        c = _clip_value(w, self.opts.clip_percentile)
+        c = clip_value(w, self.opts.clip_percentile)
         sigma = self.source(p.inputs[0]).sigma
-        scale = (_mant_full(sign_mode(w), self.fmt) / c if c > 0 else 1.0) * sigma
+        scale = (mant_full(sign_mode(w), self.fmt) / c if c > 0 else 1.0) * sigma
         self.synaptic(p, scale, (w, c))
         if "bias" in p.params:  # the readout: the runner adds it to a each step
             p.params["bias_int"] = np.round(np.asarray(p.params["bias"], np.float64)
@@ -532,7 +365,7 @@ class _Quantizer:
             k = p.attrs["kernel"]
             fan = k[0] * k[1] if isinstance(k, list) else k * k
         if fan > limit:
-            raise UnsupportedError(f"{_where(p)} has fan-in {fan}, over target {self.t.name}'s "
+            raise UnsupportedError(f"{where(p)} has fan-in {fan}, over target {self.t.name}'s "
                                    f"limit of {limit} ({self.t.resources['fan_in'].source})")
 
     def run(self) -> None:
@@ -548,6 +381,11 @@ class _Quantizer:
 
 # --- graph-level steps ------------------------------------------------------------
 
+def check_graph(g: Graph, target: Target) -> None:
+    """Refuse, before any work, what `target` cannot run: UnsupportedError naming the node."""
+    _refuse(run_passes(g), target)
+
+
 def _refuse(g: Graph, target: Target) -> None:
     bad = [n for n in g.nodes.values() if n.op not in SUPPORTED]
     if bad:
@@ -556,7 +394,7 @@ def _refuse(g: Graph, target: Target) -> None:
         reason = NO_FIXED_POINT.get(n.op, "cf2neuro has no fixed-point form for it")
         more = (f" (and {len(bad) - 1} more: {sorted({b.op for b in bad[1:]})})"
                 if len(bad) > 1 else "")
-        raise UnsupportedError(f"target {target.name} cannot run {_where(n)}: {reason}{more}")
+        raise UnsupportedError(f"target {target.name} cannot run {where(n)}: {reason}{more}")
     fmt = target.numeric
     if not fmt.graded_spikes or not fmt.signed_spikes:
         for n in g.nodes.values():
@@ -568,7 +406,7 @@ def _refuse(g: Graph, target: Target) -> None:
                                                 f"graded spikes up to K={k}" if k > 1 else "")
                                     if x)
                 raise UnsupportedError(
-                    f"target {target.name} cannot run {_where(n)}: it sends {what}, and "
+                    f"target {target.name} cannot run {where(n)}: it sends {what}, and "
                     f"{target.name} carries binary spikes only. Train with "
                     f"--neuron max_spikes=1 --neuron signed=false, or use loihi2")
     limit, per_core = target.limit("cores"), target.limit("neurons_per_core")
@@ -587,7 +425,7 @@ def _avgpool_to_sumpool(g: Graph) -> None:
         pad = n.attrs["padding"]
         if not n.attrs.get("count_include_pad", True) and any(
                 (pad if isinstance(pad, list) else [pad])):
-            raise UnsupportedError(f"{_where(n)}: average pooling that excludes padding from "
+            raise UnsupportedError(f"{where(n)}: average pooling that excludes padding from "
                                    f"its count has no sum-pooling form")
         users, todo = [], list(g.consumers(n.name))
         while todo:
@@ -597,7 +435,7 @@ def _avgpool_to_sumpool(g: Graph) -> None:
             elif u.op in ("Linear", "Conv2d"):
                 users.append(u)
             else:
-                raise UnsupportedError(f"{_where(n)} feeds {u.name!r} ({u.op}); its 1/k² can "
+                raise UnsupportedError(f"{where(n)} feeds {u.name!r} ({u.op}); its 1/k² can "
                                        f"only fold into a following Linear/Conv2d")
         for u in users:
             w = u.params["weight"]
@@ -609,84 +447,19 @@ def _avgpool_to_sumpool(g: Graph) -> None:
         n.meta["from"] = "AvgPool2d"
 
 
-def _input_format(target: Target, opts: QuantOptions, calibration) -> dict:
-    """input_scale, input_bits (0 = binary spikes), input_signed."""
-    fmt = target.numeric
-    x = None if calibration is None else np.asarray(calibration, dtype=np.float64)
-    if x is not None and x.size and not np.all(np.isfinite(x)):
-        raise UnsupportedError("calibration inputs contain NaN or infinite values")
-    binary = x is not None and x.size > 0 and bool(np.all((x == 0) | (x == 1)))
-    if not fmt.graded_spikes:
-        if x is not None and not binary:
-            raise UnsupportedError(f"target {target.name} takes binary input spikes only; the "
-                                   f"inputs hold other values (e.g. analog pixels). Encode them "
-                                   f"as spikes (--encoding poisson) or use loihi2")
-        return {"scale": 1.0, "bits": 0, "signed": False}
-    if binary:
-        return {"scale": 1.0, "bits": 0, "signed": False}
-    bits = int(opts.input_bits if opts.input_bits is not None else fmt.input_bits)
-    signed = True if x is None or not x.size else bool(x.min() < 0)
-    hi = (1 << (bits - int(signed))) - 1
-    if x is not None and x.size and np.all(x == np.round(x)) and np.abs(x).max() <= hi:
-        # integer data (event counts) that fits: no rounding at all
-        top = int(np.abs(x).max())
-        return {"scale": 1.0, "bits": max(payload_bits(max(top, 1), signed), bits),
-                "signed": signed}
-    rng = opts.input_range
-    if rng is None and x is not None and x.size:
-        grid = _grid_scale(x, hi)
-        if grid is not None:  # values on a grid (pixels k/16): represented exactly
-            return {"scale": grid, "bits": bits, "signed": signed}
-        rng = float(np.abs(x).max())
-    if rng is None or not rng > 0:
-        rng = 1.0
-    return {"scale": hi / rng, "bits": bits, "signed": signed}
+def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dict) -> Graph:
+    """Give every computing node of the folded float graph `g` its Loihi 2 integer form.
 
-
-def _grid_scale(x: np.ndarray, hi: int) -> float | None:
-    """The largest scale <= hi/max|x| that maps every value to an integer, if there is one.
-
-    Data quantized on a grid (8-bit images, pixels k/16) is then represented
-    exactly: scale = m/q for the grid step q and the largest integer m with
-    m·max|x|/q <= hi.
-    """
-    v = np.unique(np.abs(x.reshape(-1)))
-    v = v[v > 0]
-    if v.size == 0:
-        return None
-    steps = np.diff(np.concatenate([[0.0], v]))
-    q = float(steps.min())
-    k = v / q
-    if q <= 0 or not np.allclose(k, np.round(k), rtol=0, atol=1e-4) or v[-1] / q > hi:
-        return None
-    m = int(np.floor(hi * q / v[-1] + 1e-9))
-    return m / q if m >= 1 else None
-
-
-def quantize(graph: Graph, target: str | Target = "loihi2", *, calibration=None,
-             input_range: float | None = None, options: QuantOptions | None = None) -> Graph:
-    """A new graph with every computing node's integer form for `target`.
-
-    `graph` is a float IR graph (a traced checkpoint or an imported NIR
-    graph); the export passes are applied first. `calibration` (inputs
-    ``[T, B, *shape]`` or any array of input values) sets the input scale,
-    sign and, for integer data, an exact scale of 1; `input_range` (max
-    |x|) overrides it; without either, analog inputs are taken as |x| <= 1.
-    Raises `UnsupportedError` with the reason for anything the target
-    cannot run. See the module docstring for the algorithm.
+    `inp` is the input format the generic driver chose (`cf2neuro.quant.inputs`).
+    Fills node attrs["fixed_point"], the integer params, node.meta["quant"] and
+    g.meta["fixed_point"]; returns `g`.
     """
     opts = options or QuantOptions()
-    if input_range is not None:
-        opts = QuantOptions(**{**opts.__dict__, "input_range": float(input_range)})
-    tgt = load_target(target)
-    tgt.require_numeric()
-    g = run_passes(graph)
     _refuse(g, tgt)
     _avgpool_to_sumpool(g)
     g.validate()
     depths = pipeline_depths(g)
     latency = graph_latency(g, depths)
-    inp = _input_format(tgt, opts, calibration)
     q = _Quantizer(g, tgt, opts, inp)
     q.run()
     out_node = g[g.outputs[0]]
@@ -703,36 +476,4 @@ def quantize(graph: Graph, target: str | Target = "loihi2", *, calibration=None,
                              "latency": int(latency), "output_scale": float(out_scale)}
     log.info("quantized for %s: latency %d, input scale %g (%d bits)", tgt.name, latency,
              inp["scale"], inp["bits"])
-    return g.validate()
-
-
-# --- the report -------------------------------------------------------------------
-
-def quantization_report(qgraph: Graph) -> list[dict]:
-    """One dict per quantized node: {"node", "op", **node.meta["quant"]}."""
-    return [{"node": n.name, "op": n.op, **n.meta["quant"]} for n in qgraph
-            if isinstance(n.meta.get("quant"), dict)]
-
-
-def format_report(qgraph: Graph) -> str:
-    """The report as a readable table, one row per quantized node, then the notes."""
-    fp = qgraph.meta.get("fixed_point", {})
-    rows = [("node", "op", "scale", "w_exp", "clip", "clipped", "err max/mean", "vth", "dv",
-             "b_exp", "msg bits")]
-    notes = []
-    for r in quantization_report(qgraph):
-        err = (f"{r['round_err_max']:.4f}/{r['round_err_mean']:.4f}" if "round_err_max" in r
-               else "")
-        rows.append((r["node"], r["op"], f"{r['scale']:.4g}" if "scale" in r else "",
-                     str(r.get("weight_exp", "")), f"{r['clip']:.4g}" if "clip" in r else "",
-                     f"{r['clipped_fraction']:.2%}" if "clipped_fraction" in r else "",
-                     err, str(r.get("vth", "")), str(r.get("dv", "")),
-                     str(r.get("bias_exp", "")), str(r.get("num_message_bits", ""))))
-        notes += [f"{r['node']}: {x}" for x in r.get("notes", [])]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "-" * max(len(x) for x in lines))
-    head = (f"target {fp.get('target')}: input_scale {fp.get('input_scale', 0):.6g} "
-            f"({fp.get('input_bits')} bits, {'signed' if fp.get('input_signed') else 'unsigned'})"
-            f", latency {fp.get('latency')} steps, output_scale {fp.get('output_scale', 0):.6g}")
-    return "\n".join([head, *lines, *(["notes:"] + notes if notes else [])])
+    return g

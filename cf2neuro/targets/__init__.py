@@ -1,11 +1,16 @@
-"""Targets: hardware descriptions as data (DESIGN §4), ``targets/<name>.toml``.
+"""Targets: hardware descriptions as data (DESIGN §4), ``cf2neuro/targets/<name>.toml``.
 
     target = load_target("loihi2")          # or a path to a .toml file
     target.numeric.weight_bits, target.resources["fan_in"].value, target.runner
 
 A target file holds:
 
-- ``name``, ``description``, ``runner`` (the runner that simulates it);
+- ``name``, ``description``;
+- ``backend``: the back-end package (`cf2neuro.backends`) whose numerics,
+  quantizer and runners implement it (fixed-point targets need one; a float
+  target has none: the float reference computes it);
+- ``runner`` (the default runner) and ``runners`` (every runner that can
+  simulate it, the default included);
 - ``[numeric]`` (absent for float targets): the fixed-point format, see
   `NumericFormat` (weight bits and exponent range, state bits, threshold and
   decay encoding, bias mantissa/exponent, spike payload bits, whether spikes
@@ -16,8 +21,8 @@ A target file holds:
 - ``[energy.<op>]`` (optional, read by the energy report): ``value`` and
   ``source`` per operation, units in the key name.
 
-Targets are looked up in ``$CF2NEURO_TARGETS`` (a directory), then the
-repository's ``targets/``. A name that is not there is a `BadInputError`
+Targets are looked up in ``$CF2NEURO_TARGETS`` (a directory), then this
+package's own files (package data, so an installed wheel has them). A name that is not there is a `BadInputError`
 that lists the known ones.
 """
 
@@ -27,10 +32,10 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import BadInputError, RuntimeMissingError
+from ..errors import BadInputError, RuntimeMissingError
 
 TARGETS_ENV = "CF2NEURO_TARGETS"
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+TARGETS_DIR = Path(__file__).resolve().parent
 RESOURCE_LIMITS = ("cores", "neurons_per_core", "fan_in")
 
 
@@ -86,6 +91,8 @@ class Target:
     description: str
     runner: str
     numeric: NumericFormat | None
+    backend: str | None = None
+    runners: tuple[str, ...] = ()
     resources: dict[str, Limit] = field(default_factory=dict)
     energy: dict = field(default_factory=dict)
     path: str = ""
@@ -208,6 +215,18 @@ def _parse(data: dict, path: Path) -> Target:
             raise TargetError(f"{where}: [energy.{key}] needs a number 'value' >= 0 and a "
                               f"'source' string (where the constant is published, or that "
                               f"it is an assumption)")
+    backend = data.get("backend")
+    if backend is not None and (not isinstance(backend, str) or not backend.isidentifier()):
+        raise TargetError(f"{where}: backend must name a package of cf2neuro.backends, "
+                          f"got {backend!r}")
+    if numeric is not None and backend is None:
+        raise TargetError(f"{where}: a fixed-point target ([numeric]) needs a 'backend' that "
+                          f"implements its arithmetic")
+    runners = data.get("runners", [data["runner"]])
+    if not isinstance(runners, list) or not all(isinstance(r, str) and r for r in runners):
+        raise TargetError(f"{where}: runners must be a list of runner names")
+    if data["runner"] not in runners:
+        runners = [data["runner"], *runners]
     return Target(name=data["name"], description=str(data.get("description", "")),
-                  runner=data["runner"], numeric=numeric, resources=resources,
-                  energy=energy, path=str(path))
+                  runner=data["runner"], numeric=numeric, backend=backend,
+                  runners=tuple(runners), resources=resources, energy=energy, path=str(path))
