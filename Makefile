@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	echo "$(TORCH)" > $(VENV)/constraints.txt  # no package may pull another torch
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -c $(VENV)/constraints.txt -e '.[test]'
+	$(PIP) install --quiet -c $(VENV)/constraints.txt -e '.[test,onnx]'
 	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps spikingjelly==2.0.0
 	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps neurobench==2.3.0
 	touch $(STAMP)

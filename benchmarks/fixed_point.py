@@ -18,7 +18,7 @@ import time
 import torch
 
 from cf2neuro.backends.loihi2 import runtime
-from cf2neuro.api import checkpoint_graph
+from cf2neuro.checkpoint import checkpoint_graph
 from cf2neuro.quant import quantize
 from cf2neuro.runners.emulator import emulate
 from cf2neuro.backends.loihi2.runner import run_lava

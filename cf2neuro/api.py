@@ -53,15 +53,16 @@ def _exporters() -> dict[str, str]:
 
 def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = False,
            dt: float | None = None, target: str | None = None, fmt: str | None = None,
-           calibration=None) -> dict:
+           calibration=None, probes: Iterable[str] = ()) -> dict:
     """Write checkpoint `ckpt_dir` as `out_path` (atomically), the format from its suffix.
 
     ``.nir``: NIR (`strict` refuses what NIR cannot state on its own; `dt` is
     the seconds per step written, default 1e-4). ``.onnx``: ONNX with the
     time steps unrolled. With `target`, the graph is quantized for it first
     (`calibration`: inputs that set the input scale; default the checkpoint's
-    own test inputs) and the file holds its integer form. `fmt` ("nir",
-    "onnx") overrides the suffix. Returns a summary of what was written.
+    training inputs) and the file holds its integer form. `fmt` ("nir",
+    "onnx") overrides the suffix. `probes` ("NAME", "v:NAME") become extra
+    outputs of an ONNX file. Returns a summary of what was written.
     """
     exporters = _exporters()
     suffix = f".{fmt.lstrip('.')}" if fmt else Path(out_path).suffix.lower()
@@ -76,8 +77,12 @@ def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = Fa
         graph = _quantized(graph, target, calibration if calibration is not None
                            else _checkpoint_calibration(ckpt_dir))
     timesteps = (config.get("train") or {}).get("timesteps")
+    probes = tuple(probes)
+    if probes and suffix != ".onnx":
+        raise BadInputError(f"--probe is for ONNX exports (extra outputs); a {suffix} file "
+                            f"keeps every node, probe it when you run it")
     summary = load_ref(exporters[suffix])(graph, out_path, strict=strict, dt=dt,
-                                          timesteps=timesteps)
+                                          timesteps=timesteps, probes=probes)
     return {"path": str(out_path), "format": suffix.lstrip("."), "target": target, **summary}
 
 

@@ -47,7 +47,7 @@ def _cmd_export(args) -> int:
     from .api import export
 
     s = export(args.checkpoint, args.out, strict=args.strict, dt=args.dt, target=args.target,
-               fmt=args.format)
+               fmt=args.format, probes=args.probe)
     what = f" quantized for {s['target']}" if s["target"] else ""
     if s["format"] == "nir":
         print(f"wrote {s['path']}{what}: {s['nodes']} NIR nodes, {s['edges']} edges, "
@@ -65,7 +65,9 @@ def _cmd_run(args) -> int:
     res = run(args.source, runner=args.runner, inputs=args.inputs, dt=args.dt,
               probes=args.probe, out=args.out, target=args.target, device=args.device,
               timeout=args.timeout)
-    print(f"wrote {args.out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.items()))
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.items()
+                                            if k != "latency")
+          + f"; latency removed: {int(res['latency'])} steps")
     return 0
 
 
@@ -221,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the file format (default: from the suffix of --out)")
     p.add_argument("--target", default=None, metavar="NAME",
                    help="quantize for this fixed-point target first (its integer form)")
+    p.add_argument("--probe", action="append", default=[], metavar="NAME",
+                   help="ONNX: also output this node's trace ('v:NAME' a membrane; repeatable)")
     p.add_argument("--strict", action="store_true",
                    help="refuse what NIR cannot state on its own (CF: graded/signed spikes, "
                         "reset by subtraction)")
