@@ -16,7 +16,9 @@ modules, no registration as a side effect). Its parts are named as
 - ``quantizer``: ``fn(graph, target, options, input_format) -> graph``, the
   back end's part of `cf2neuro.quant.quantize`;
 - ``runners``: runner name -> a `cf2neuro.runners.Runner` class;
-- ``exporters``: file suffix -> ``fn(graph, path, **options) -> summary``.
+- ``exporters``: file suffix -> ``fn(graph, path, **options) -> summary``;
+- ``energy_models``: model name (a target file's ``[energy] model``) ->
+  ``fn(counts, target) -> energies`` (`cf2neuro.energy.models`).
 
 A target file (``cf2neuro/targets/<name>.toml``) names its back end. Adding
 a target family costs its package and a target file; no generic module
@@ -43,6 +45,7 @@ class Backend:
     quantizer: str | None = None
     runners: dict[str, str] = field(default_factory=dict)
     exporters: dict[str, str] = field(default_factory=dict)
+    energy_models: dict[str, str] = field(default_factory=dict)
 
     def load(self, part: str, key: str | None = None):
         """Import and return a part ("numerics", "checker", "quantizer", a runner/exporter by key)."""

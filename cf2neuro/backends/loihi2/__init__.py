@@ -6,6 +6,7 @@
     lower.py      pipeline depths (Lava's one-step synaptic delay) and the NIR file Lava reads
     runner.py     the ``lava`` runner: the isolated runtime, under a watchdog
     runtime.py    finds a Python 3.10 and builds the runtime's virtual environment
+    energy.py     the ``loihi`` energy model (Davies et al. 2018's per-op energies)
     lava_runtime/ the standalone ``cf2neuro_lava`` package that runs inside it
 
 Targets ``loihi2`` (graded signed spikes) and ``loihi`` (binary spikes, the
@@ -21,4 +22,5 @@ BACKEND = Backend(
     checker="cf2neuro.backends.loihi2.quantize:check_graph",
     quantizer="cf2neuro.backends.loihi2.quantize:quantize_graph",
     runners={"lava": "cf2neuro.backends.loihi2.runner:LavaRunner"},
+    energy_models={"loihi": "cf2neuro.backends.loihi2.energy:price"},
 )
