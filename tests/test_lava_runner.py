@@ -22,6 +22,7 @@ from cf2neuro import api
 from cf2neuro.backends.loihi2.runner import run_lava, run_nir
 from cf2neuro.errors import BadInputError, RunnerError
 from test_lava_runtime import cf, dense, graph, inp, mlp_graph, out
+from test_runner_contract import _graph as _float_mlp
 
 
 def _group_alive(pgid: int) -> list[int]:
@@ -139,24 +140,6 @@ def test_bad_arguments_are_caught_before_lava_starts(tmp_path):
 
 
 # --- the registered runner on cf2neuro graphs --------------------------------------------
-
-def _float_mlp():
-    from cf2neuro.ir import Graph
-
-    rng = np.random.default_rng(0)
-    g = Graph({"dt": 1e-4})
-    g.add_node("x", "Input", attrs={"shape": [6]})
-    g.add_node("fc1", "Linear", ["x"],
-               params={"weight": rng.normal(0, .5, (8, 6)).astype(np.float32),
-                       "bias": rng.normal(0, .1, 8).astype(np.float32)})
-    g.add_node("cf1", "CFNeuron", ["fc1"],
-               attrs={"threshold": 1.0, "beta": 0.5, "max_spikes": 2, "signed": True})
-    g.add_node("fc2", "Linear", ["cf1"],
-               params={"weight": rng.normal(0, .5, (3, 8)).astype(np.float32),
-                       "bias": rng.normal(0, .1, 3).astype(np.float32)})
-    g.add_node("y", "Output", ["fc2"])
-    return g.validate()
-
 
 def _float_nir(tmp_path, g) -> Path:
     from cf2neuro.nir import write_nir

@@ -31,11 +31,13 @@ T, B = 6, 5
 
 
 def _graph() -> Graph:
-    rng = np.random.default_rng(3)
-    g = Graph()
+    """A float MLP with graded signed CF spikes and a biased readout (also the Lava tests')."""
+    rng = np.random.default_rng(0)
+    g = Graph({"dt": 1e-4})
     g.add_node("x", "Input", attrs={"shape": [6]})
-    g.add_node("fc1", "Linear", ["x"], params={"weight": rng.normal(0, .8, (8, 6))
-                                                .astype(np.float32)})
+    g.add_node("fc1", "Linear", ["x"],
+               params={"weight": rng.normal(0, .5, (8, 6)).astype(np.float32),
+                       "bias": rng.normal(0, .1, 8).astype(np.float32)})
     g.add_node("cf1", "CFNeuron", ["fc1"],
                attrs={"threshold": 1.0, "beta": 0.5, "max_spikes": 2, "signed": True})
     g.add_node("fc2", "Linear", ["cf1"],
