@@ -119,7 +119,7 @@ def _cmd_targets(args) -> int:
     for t in rows:
         fmt = t["numeric"]
         numeric = ("float (no fixed point)" if fmt is None else
-                   f"{fmt['weight_bits']}-bit weights (exp {fmt['weight_exp_min']}..."
+                   f"{fmt['weight_bits']}-bit weights (exp {fmt['weight_exp_min']}.."
                    f"{fmt['weight_exp_max']}), {fmt['state_bits']}-bit state, "
                    f"{'graded ' if fmt['graded_spikes'] else 'binary '}"
                    f"{'signed ' if fmt['signed_spikes'] else ''}spikes")

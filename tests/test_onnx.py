@@ -392,3 +392,27 @@ def test_cli_exports_probes_and_runs_them(digits_run, tmp_path, capsys):
         np.testing.assert_array_equal(y["output"], emu["output"])
     assert "--probe is for ONNX" in _error(["export", ckpt, "--out", tmp_path / "m.nir",
                                              "--probe", CF[0]], capsys)
+
+
+def test_verify_a_float_target_against_the_reference(digits_run, tmp_path, capsys):
+    """Target onnx is float: verify compares onnxruntime with the float reference, no quantizing."""
+    ckpt = digits_run[0]
+    assert main(["verify", str(ckpt), "--target", "onnx", "--data", "digits", "--report",
+                 str(tmp_path / "v")]) == 0, capsys.readouterr().err
+    r = json.loads((tmp_path / "v" / "verify.json").read_text())
+    assert r["runner"] == "onnxruntime" and r["quantized"] is False and r["passed"]
+    assert r["samples"] == len(digits_run[2]) and r["quantization"] == []
+    assert r["runner_argmax_agreement"] == 1.0 and r["runner_accuracy"] == r["float_accuracy"]
+    assert min(r["spike_agreement"].values()) >= 0.999 and set(r["spike_agreement"]) >= set(CF)
+    for flip in r["flips"]:  # any flip sits at a threshold, within float rounding
+        assert flip["margin"] < 1e-4
+
+
+def test_verify_loihi2_on_onnxruntime_is_bit_exact(digits_run, tmp_path, capsys):
+    ckpt = digits_run[0]
+    assert main(["verify", str(ckpt), "--target", "loihi2", "--runner", "onnxruntime",
+                 "--data", "digits", "--limit", "120", "--report", str(tmp_path / "v")]) == 0
+    r = json.loads((tmp_path / "v" / "verify.json").read_text())
+    assert r["quantized"] and r["calibration"]["split"] == "train"
+    assert set(r["exact_match"].values()) == {1.0} and "v:layers.2" in r["exact_match"]
+    assert r["runner_accuracy"] == r["quantized_accuracy"]
