@@ -53,7 +53,7 @@ def _exporters() -> dict[str, str]:
 
 def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = False,
            dt: float | None = None, target: str | None = None, fmt: str | None = None,
-           calibration=None, probes: Iterable[str] = ()) -> dict:
+           calibration=None, probes: Iterable[str] = (), timesteps: int | None = None) -> dict:
     """Write checkpoint `ckpt_dir` as `out_path` (atomically), the format from its suffix.
 
     ``.nir``: NIR (`strict` refuses what NIR cannot state on its own; `dt` is
@@ -62,7 +62,8 @@ def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = Fa
     (`calibration`: inputs that set the input scale; default the checkpoint's
     training inputs) and the file holds its integer form. `fmt` ("nir",
     "onnx") overrides the suffix. `probes` ("NAME", "v:NAME") become extra
-    outputs of an ONNX file. Returns a summary of what was written.
+    outputs of an ONNX file; `timesteps` is the T an ONNX file unrolls
+    (default: the checkpoint's). Returns a summary of what was written.
     """
     exporters = _exporters()
     suffix = f".{fmt.lstrip('.')}" if fmt else Path(out_path).suffix.lower()
@@ -76,7 +77,8 @@ def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = Fa
     if target is not None:
         graph = _quantized(graph, target, calibration if calibration is not None
                            else _checkpoint_calibration(ckpt_dir))
-    timesteps = (config.get("train") or {}).get("timesteps")
+    if timesteps is None:
+        timesteps = (config.get("train") or {}).get("timesteps")
     probes = tuple(probes)
     if probes and suffix != ".onnx":
         raise BadInputError(f"--probe is for ONNX exports (extra outputs); a {suffix} file "

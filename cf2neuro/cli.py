@@ -47,7 +47,7 @@ def _cmd_export(args) -> int:
     from .api import export
 
     s = export(args.checkpoint, args.out, strict=args.strict, dt=args.dt, target=args.target,
-               fmt=args.format, probes=args.probe)
+               fmt=args.format, probes=args.probe, timesteps=args.timesteps)
     what = f" quantized for {s['target']}" if s["target"] else ""
     if s["format"] == "nir":
         print(f"wrote {s['path']}{what}: {s['nodes']} NIR nodes, {s['edges']} edges, "
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantize for this fixed-point target first (its integer form)")
     p.add_argument("--probe", action="append", default=[], metavar="NAME",
                    help="ONNX: also output this node's trace ('v:NAME' a membrane; repeatable)")
+    p.add_argument("--timesteps", type=int, default=None, metavar="T",
+                   help="ONNX: the time steps the file unrolls (default: the checkpoint's)")
     p.add_argument("--strict", action="store_true",
                    help="refuse what NIR cannot state on its own (CF: graded/signed spikes, "
                         "reset by subtraction)")

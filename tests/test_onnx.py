@@ -416,3 +416,18 @@ def test_verify_loihi2_on_onnxruntime_is_bit_exact(digits_run, tmp_path, capsys)
     assert r["quantized"] and r["calibration"]["split"] == "train"
     assert set(r["exact_match"].values()) == {1.0} and "v:layers.2" in r["exact_match"]
     assert r["runner_accuracy"] == r["quantized_accuracy"]
+
+
+def test_export_timesteps_sets_the_unrolled_window(digits_run, tmp_path, capsys):
+    ckpt, x, _ = digits_run
+    path = tmp_path / "t7.onnx"
+    assert main(["export", str(ckpt), "--out", str(path), "--timesteps", "7"]) == 0
+    assert _metadata(onnx.load(path))["timesteps"] == 7
+    longer = np.concatenate([x, x[:3]])[:, :20]  # T = 7
+    res = OnnxRuntimeRunner().run(RunRequest(None, longer, model_file=path))
+    ref = Engine(checkpoint_graph(ckpt)).run(longer)["output"].numpy()
+    np.testing.assert_allclose(res.outputs["output"], ref, atol=1e-5)
+    assert "T = 7" in _error(["run", path, "--runner", "onnxruntime", "--inputs",
+                              _npz(tmp_path, x[:, :5]), "--out", tmp_path / "y.npz"], capsys)
+    assert "T >= 1" in _error(["export", ckpt, "--out", tmp_path / "t0.onnx",
+                               "--timesteps", "0"], capsys)
