@@ -77,12 +77,26 @@ def _cmd_verify(args) -> int:
     r = verify(args.checkpoint, target=args.target, data=args.data, runner=args.runner,
                limit=args.limit, max_drop=args.max_drop, report_dir=args.report,
                timeout=args.timeout, device=args.device)
-    print(f"{r['target']} via {r['runner']}, {r['samples']} samples: float "
-          f"{100 * r['float_accuracy']:.2f} %, quantized {100 * r['quantized_accuracy']:.2f} % "
-          f"(drop {r['accuracy_drop_pp']:.2f} pp), runner {100 * r['runner_accuracy']:.2f} %, "
-          f"argmax agreement {100 * r['argmax_agreement']:.2f} %, exact match "
-          f"{100 * min(r['exact_match'].values()):.2f} % (worst probe)")
-    print(f"report: {args.report}/verify.md -> {'passed' if r['passed'] else 'FAILED'}")
+    from .report import format_percent, format_pp
+
+    worst = min(r["exact_match"].values()) if r["exact_match"] else None
+    if r.get("quantized", True):
+        print(f"{r['target']} via {r['runner']}, {r['samples']} samples: float "
+              f"{format_percent(r['float_accuracy'])}, quantized "
+              f"{format_percent(r['quantized_accuracy'])} (drop {format_pp(r['accuracy_drop_pp'])})"
+              f", runner {format_percent(r['runner_accuracy'])}, argmax agreement "
+              f"{format_percent(r['argmax_agreement'])}, exact match {format_percent(worst)} "
+              f"(worst probe)")
+    else:  # a float target: nothing is quantized, the runner is held to the reference
+        agree = r.get("spike_agreement") or {}
+        print(f"{r['target']} via {r['runner']}, {r['samples']} samples (float, no "
+              f"quantization): float {format_percent(r['float_accuracy'])}, runner "
+              f"{format_percent(r['runner_accuracy'])}, argmax agreement "
+              f"{format_percent(r['runner_argmax_agreement'])}, spike agreement "
+              f"{format_percent(min(agree.values()) if agree else None)} (worst probe), "
+              f"{len(r.get('flips') or [])} flipped spikes listed")
+    print(f"report: {args.report}/verify.html (also verify.md, verify.json) -> "
+          f"{'passed' if r['passed'] else 'FAILED'}")
     return 0 if r["passed"] else 1
 
 
@@ -92,13 +106,15 @@ def _cmd_energy(args) -> int:
     report = energy_report(args.checkpoint, targets=args.target, data=args.data,
                            limit=args.limit, progress=not args.quiet)
     write_energy_report(report, Path(args.report))
+    from .report import format_joules
+
     for name, t in report["targets"].items():
         notes = [] if t.get("measured", True) else ["assumed per-op energies"]
         if not t.get("deployable", True):
             notes.append("not deployable as is: counted on the loihi2 quantization")
-        print(f"{name:<8} {t['total_joules_per_inference'] * 1e9:12.2f} nJ per inference"
+        print(f"{name:<8} {format_joules(t['total_joules_per_inference']):>10} per inference"
               + (f"   ({'; '.join(notes)})" if notes else ""))
-    print(f"report: {args.report}/energy.md, energy.json, energy.png")
+    print(f"report: {args.report}/energy.html (also energy.md, energy.json, energy.png)")
     return 0
 
 
@@ -139,21 +155,24 @@ def _cmd_demo(args) -> int:
     from pathlib import Path
 
     from .demo import run_demo
+    from .report import format_joules, format_percent, format_pp
 
     summary = run_demo(args.out, seed=args.seed, progress=not args.quiet)
     print(f"digits CF-MLP (T={summary['timesteps']}): test accuracy "
           f"{summary['test_accuracy']:.4f}, trained in {summary['train_seconds']:.1f} s")
     print(f"NIR: exported {summary['nir']}, re-imported: "
-          f"{100 * summary['nir_agreement']:.2f} % of test predictions equal the PyTorch model's "
-          f"(accuracy {summary['nir_accuracy']:.4f})")
+          f"{format_percent(summary['nir_agreement'])} of test predictions equal the PyTorch "
+          f"model's (accuracy {summary['nir_accuracy']:.4f})")
     v = summary["verify"]
+    worst = min(v["exact_match"].values()) if v["exact_match"] else None
     print(f"\nLoihi 2 fixed point, {v['samples']} test samples ({v['runner']} runner, pipeline "
           f"latency {v['latency_steps']} steps removed):")
-    print(f"  {'float (PyTorch)':<24}{100 * v['float_accuracy']:7.2f} %")
-    print(f"  {'quantized (emulator)':<24}{100 * v['quantized_accuracy']:7.2f} %   drop "
-          f"{v['accuracy_drop_pp']:.2f} pp, argmax agreement {100 * v['argmax_agreement']:.2f} %")
-    print(f"  {v['runner'] + ' runner':<24}{100 * v['runner_accuracy']:7.2f} %   "
-          f"exact match with the emulator: {100 * min(v['exact_match'].values()):.2f} % "
+    print(f"  {'float (PyTorch)':<24}{format_percent(v['float_accuracy']):>9}")
+    print(f"  {'quantized (emulator)':<24}{format_percent(v['quantized_accuracy']):>9}   drop "
+          f"{format_pp(v['accuracy_drop_pp'])}, argmax agreement "
+          f"{format_percent(v['argmax_agreement'])}")
+    print(f"  {v['runner'] + ' runner':<24}{format_percent(v['runner_accuracy']):>9}   "
+          f"exact match with the emulator: {format_percent(worst)} "
           f"(all {len(v['exact_match'])} probes)")
     if "lava_missing" in v:
         print(f"  Lava not run: {v['lava_missing']}")
@@ -162,7 +181,7 @@ def _cmd_demo(args) -> int:
         print("\nEstimated energy per inference (measured operation counts x per-op energies; "
               "see the report's assumptions):")
         for name, t in e["targets"].items():
-            print(f"  {name:<24}{_joules(t['joules_per_inference']):>12}")
+            print(f"  {name:<24}{format_joules(t['joules_per_inference']):>12}")
         if e.get("snn_vs_ann_cmos45") is not None:
             print(f"  SNN / ANN on cmos45: {e['snn_vs_ann_cmos45']:.3g}")
     else:
@@ -171,13 +190,6 @@ def _cmd_demo(args) -> int:
     print(f"report: {summary['report']} (also report.md, report.json and the plots in "
           f"{Path(summary['report']).parent}); done in {summary['total_seconds']:.1f} s")
     return 0
-
-
-def _joules(v: float) -> str:
-    for factor, prefix in ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")):
-        if abs(v) >= factor:
-            return f"{v / factor:.3g} {prefix}J"
-    return f"{v:.3g} J"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import api, report
+from . import api
 from .checkpoint import checkpoint_graph, load_checkpoint
 from .data import encode, load_dataset, method_for
 from .errors import CheckFailedError, RuntimeMissingError
@@ -23,6 +23,8 @@ from .fileio import write_json
 from .ir.engine import Engine
 from .nir import from_nir
 from .quant import quantize
+from .report import DemoRecord, EnergyRecord, EnergySummary, RasterSummary, VerifyRecord
+from .report import write_report
 from .runners.emulator import emulate
 from .targets import load_target
 from .train import TrainConfig, train
@@ -58,17 +60,17 @@ def run_demo(out_dir="cf2neuro-demo", seed: int = 0, progress: bool = True) -> d
         "train_seconds": metrics["train_seconds"],
         **nir_check,
         "verify": checked,
-        "energy": energy,
+        "energy": energy.to_json(),
         "report": str(out / "report" / "report.html"),
         "total_seconds": round(time.perf_counter() - t0, 2),
     }
-    rep = report.build_report(
-        summary, metrics, checked, energy, report.raster_summary(spikes, sample, label),
+    record = DemoRecord.build(
+        summary, metrics, VerifyRecord.from_json(checked), energy,
+        RasterSummary.of(spikes, sample, label),
         files={"checkpoint": str(ckpt), "nir": exported["path"],
                "verify": str(out / "verify" / "verify.md"),
-               "energy": energy["report"] or "not written", "summary": str(out / "demo.json")})
-    report.write_report(rep, out / "report", metrics["history"], spikes,
-                        energy["targets"].get("cmos45", {}).get("ann_joules_per_inference"))
+               "energy": energy.report or "not written", "summary": str(out / "demo.json")})
+    write_report(record, out / "report")
     summary["total_seconds"] = round(time.perf_counter() - t0, 2)
     write_json(out / "demo.json", summary)
     if nir_check["nir_agreement"] < 1.0:
@@ -90,27 +92,24 @@ def _verify_loihi2(ckpt: Path, report_dir: Path) -> dict:
         log.warning("Lava is not available (%s); verifying on the emulator only", e)
         result = verify(ckpt, TARGET, runner="emulator", report_dir=report_dir)
         result["lava_missing"] = str(e)
+        write_report(VerifyRecord.from_json(result), report_dir)  # so verify.md says so too
     return result
 
 
-def _energy(ckpt: Path, report_dir: Path, progress: bool) -> dict:
-    """Energy per inference on every target (`cf2neuro.energy`), as the report's summary.
-
-    The interface used: `energy_report(ckpt_dir, targets="all", runner="emulator",
-    progress=...) -> dict` with, per target, "total_joules_per_inference", "by_kind",
-    "assumptions" (and for cmos45 "ann_joules_per_inference", "snn_vs_ann"), and
-    `write_energy_report(result, directory)`. Without that package the report says so.
-    """
+def _energy(ckpt: Path, report_dir: Path, progress: bool) -> EnergySummary:
+    """Energy per inference on every target (`cf2neuro.energy`), as the report's summary;
+    the full energy report goes to `report_dir`. Without that package the report says so."""
     try:
-        from .energy import energy_report, write_energy_report
+        from .energy import energy_report
     except ImportError as e:
         if e.name != "cf2neuro.energy":  # a broken import inside the package is a bug: raise
             raise
         log.warning("no energy estimate: cf2neuro.energy is not available (%s)", e)
-        return report.energy_summary(None, missing=f"cf2neuro.energy is not available ({e})")
-    result = energy_report(ckpt, targets="all", runner="emulator", progress=progress)
-    write_energy_report(result, report_dir)
-    return report.energy_summary(result, report_path=str(report_dir / "energy.md"))
+        return EnergySummary.of(None, missing=f"cf2neuro.energy is not available ({e})")
+    record = EnergyRecord.from_json(
+        energy_report(ckpt, targets="all", runner="emulator", progress=progress))
+    write_report(record, report_dir)
+    return EnergySummary.of(record, report_path=str(report_dir / "energy.md"))
 
 
 def _raster(ckpt: Path, sample: int = 0):

@@ -1,6 +1,6 @@
 """`cf2neuro verify`: float reference vs quantized emulator vs a target's runner (DESIGN §5).
 
-All three run the same test inputs. The report (verify.json, verify.md)
+All three run the same test inputs. The report (verify.json, .md, .html)
 gives float and quantized accuracy and the drop, argmax agreement, per-layer
 spike rates, and, between the emulator and a bit-exact runner, the
 exact-match rate of every probed spike train and of the final membranes
@@ -27,10 +27,11 @@ from .checkpoint import checkpoint_graph, load_checkpoint
 from .data import encode, load_dataset, method_for
 from .device import pick_device
 from .errors import ConfigError
-from .fileio import atomic_path, write_json
 from .ir.engine import Engine
 from .ir.numerics import FloatNumerics
 from .quant import quantization_report, quantize
+from .report import VerifyRecord
+from .report import write_report as write_record
 from .runners import RunRequest, get_runner
 from .runners.emulator import emulate
 from .targets import load_target
@@ -230,33 +231,6 @@ def _flips(graph, ref: dict, run: dict, neurons: list[str], keep: int = 20) -> l
     return out
 
 
-def write_report(report: dict, directory: Path) -> None:
-    write_json(directory / "verify.json", report)
-    with atomic_path(directory / "verify.md") as tmp:
-        tmp.write_text(markdown(report))
-
-
-def markdown(r: dict) -> str:
-    lines = [
-        f"# Verification on {r['target']} ({r['runner']} runner)", "",
-        f"{r['samples']} test samples, T = {r['timesteps']}, pipeline latency "
-        f"{r['latency_steps']} steps (removed).", "",
-        "| | accuracy | argmax agreement with float |", "|---|---|---|",
-        f"| float reference | {100 * r['float_accuracy']:.2f} % | – |",
-        f"| quantized (emulator) | {100 * r['quantized_accuracy']:.2f} % | "
-        f"{100 * r['argmax_agreement']:.2f} % |",
-        f"| {r['runner']} runner | {100 * r['runner_accuracy']:.2f} % | "
-        f"{100 * r['runner_argmax_agreement']:.2f} % |", "",
-        f"Accuracy drop (float - quantized): **{r['accuracy_drop_pp']:.2f} pp**"
-        + (f" (bound {r['max_drop_pp']} pp)" if r["max_drop_pp"] is not None else "") + ".", "",
-        "## Spike rates per layer (mean |spike| per neuron and step)", "",
-        "| layer | float | emulator | runner | emulator / float |", "|---|---|---|---|---|",
-        *[f"| {n} | {v['float']:.4f} | {v.get('emulator', float('nan')):.4f} | "
-          f"{v['runner']:.4f} | {v.get('emulator_vs_float', float('nan')):.3f} |"
-          for n, v in r["spike_rates"].items()], "",
-        "## Emulator vs runner: exact match per sample", "",
-        "| probe | exact match |", "|---|---|",
-        *[f"| {p} | {100 * v:.2f} % |" for p, v in r["exact_match"].items()], "",
-        f"**{'PASSED' if r['passed'] else 'FAILED'}**", "",
-    ]
-    return "\n".join(lines)
+def write_report(report: dict, directory: Path) -> dict:
+    """verify.json (the dict as is), verify.md and verify.html; cf2neuro.report renders them."""
+    return write_record(VerifyRecord.from_json(report), directory)

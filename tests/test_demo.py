@@ -5,9 +5,10 @@ import json
 
 import matplotlib.image as mpimg
 import numpy as np
+from test_report import html_tables, md_tables
 
 from cf2neuro.cli import main as cli
-from cf2neuro.report import PLOT_FILES, REPORT_KEYS
+from cf2neuro.report import PLOT_FILES, REPORT_KEYS, format_joules, format_percent
 
 
 def test_demo_trains_digits_and_reports(tmp_path, capsys, lava_python):
@@ -46,12 +47,25 @@ def test_demo_trains_digits_and_reports(tmp_path, capsys, lava_python):
         assert base64.b64encode(png.read_bytes()).decode() in page
     assert set(report["plots"]) >= set(PLOT_FILES) - {"energy"}
     md = (rep_dir / "report.md").read_text()
-    assert "## Assumptions" in md and f"{100 * v['float_accuracy']:.2f} %" in md
+    assert "## Assumptions" in md and md_tables(md) == html_tables(page)
+    numbers = dict(md_tables(md)[0][1:])
+    assert numbers["test accuracy, float (PyTorch)"] == format_percent(v["float_accuracy"])
+    assert numbers["test accuracy, lava runner"] == format_percent(v["runner_accuracy"])
+    # every stage's report is written three ways: json, md, html
+    for stem, directory in (("verify", out / "verify"), ("energy", out / "energy")):
+        for suffix in (".json", ".md", ".html"):
+            assert (directory / f"{stem}{suffix}").is_file(), (stem, suffix)
+    assert "calibrated on 256 samples of the training split" in (
+        out / "verify" / "verify.md").read_text()
     # energy per target (cf2neuro.energy), with the loihi2 constants flagged as assumed
     energy = report["energy"]
     assert energy["available"] and "energy" in report["plots"]
     assert set(energy["targets"]) >= {"cmos45", "loihi2"}
     assert all(t["joules_per_inference"] > 0 for t in energy["targets"].values())
+    for name, t in energy["targets"].items():  # one formatter: the CLI, report.md, energy.md
+        text = format_joules(t["joules_per_inference"])
+        assert numbers[f"energy per inference, {name}"] == text and text in printed
+        assert f"| {name} | {text} |" in (out / "energy" / "energy.md").read_text()
     assert energy["targets"]["loihi2"]["measured"] is False
     assert 0 < energy["snn_vs_ann_cmos45"] < 10
     assert (out / "energy" / "energy.json").is_file()

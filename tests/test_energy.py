@@ -1,13 +1,19 @@
 """Energy: hand-computed operation counts, per-target arithmetic, the digits report."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report import assert_png, html_tables, md_tables
 
+from cf2neuro.cli import main as cli
 from cf2neuro.energy import (count_operations, energy, energy_report, energy_targets,
                              needed_probes, write_energy_report)
 from cf2neuro.ir.graph import Graph
+from cf2neuro.report import EnergyRecord, format_joules
 from cf2neuro.targets import TargetError, load_target
 
 W1 = np.array([[1.0, 0.0, 2.0], [0.5, -1.0, 0.0]], dtype=np.float32)   # 4 nonzero of 6
@@ -152,8 +158,37 @@ def test_energy_report_on_digits(digits_ckpt, tmp_path):
     assert any("refuses" in a for a in r["targets"]["loihi"]["assumptions"])
     # Loihi's synops cost more than 45 nm ACs
     assert r["targets"]["loihi2"]["total_joules_per_inference"] > cm["total_joules_per_inference"]
-    write_energy_report(r, tmp_path / "rep")
-    for f in ("energy.json", "energy.md", "energy.png"):
-        assert (tmp_path / "rep" / f).stat().st_size > 100
-    assert json.loads((tmp_path / "rep" / "energy.json").read_text())["targets"]
-    assert "| loihi2 |" in (tmp_path / "rep" / "energy.md").read_text()
+    # the typed record reads every key and gives the same dict back: energy.json is the result
+    assert EnergyRecord.from_json(r).to_json() == r
+    rep = write_energy_report(r, tmp_path / "rep")
+    for f in ("energy.json", "energy.md", "energy.html", "energy.png"):
+        assert (rep / f).stat().st_size > 100
+    assert_png(rep / "energy.png")
+    assert json.loads((rep / "energy.json").read_text()) == json.loads(json.dumps(r))
+    md, page = (rep / "energy.md").read_text(), (rep / "energy.html").read_text()
+    tables = md_tables(md)
+    assert tables == html_tables(page)
+    totals = {row[0]: row[1] for row in tables[0][1:]}
+    assert totals == {n: format_joules(e["total_joules_per_inference"])
+                      for n, e in r["targets"].items()}
+    assert "data:image/png;base64," in page
+
+
+def test_cli_energy_prints_with_the_report_formatter(digits_ckpt, tmp_path, capsys):
+    assert cli(["energy", str(digits_ckpt), "--target", "cmos45", "--data", "digits",
+                "--limit", "50", "--report", str(tmp_path), "--quiet"]) == 0
+    r = json.loads((tmp_path / "energy.json").read_text())
+    out = capsys.readouterr().out
+    assert format_joules(r["targets"]["cmos45"]["total_joules_per_inference"]) in out
+    assert "energy.html" in out and (tmp_path / "energy.html").is_file()
+
+
+def test_the_energy_package_draws_nothing_itself():
+    """The bar chart lives in cf2neuro.report.plots: importing energy loads no matplotlib."""
+    source = (Path(__file__).resolve().parents[1] / "cf2neuro" / "energy" / "__init__.py")
+    assert "matplotlib" not in source.read_text()
+    code = ("import sys, cf2neuro.energy; "
+            "print(any(m.startswith('matplotlib') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

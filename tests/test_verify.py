@@ -4,8 +4,10 @@ import json
 
 import pytest
 import torch
+from test_report import float_verify, html_tables, md_tables
 
 from cf2neuro.cli import main as cli
+from cf2neuro.report import VerifyRecord, format_percent, format_pp, write_report
 from cf2neuro.train import TrainConfig, train
 
 KEYS = {"target", "runner", "samples", "float_accuracy", "quantized_accuracy", "runner_accuracy",
@@ -23,6 +25,44 @@ def _report(directory):
     return json.loads((directory / "verify.json").read_text())
 
 
+def _table(tables, header0):
+    """The first table whose header starts with `header0`, as {first cell: other cells}."""
+    rows = next(t for t in tables if t[0][0] == header0)
+    return {row[0]: row[1:] for row in rows[1:]}
+
+
+def assert_same_numbers(directory):
+    """verify.json, verify.md and verify.html say the same: the md and html tables are equal
+    cell for cell, and each cell is the json value, formatted."""
+    r = _report(directory)
+    md = (directory / "verify.md").read_text()
+    page = (directory / "verify.html").read_text()
+    tables = md_tables(md)
+    assert tables and tables == html_tables(page)
+    acc = _table(tables, "")
+    assert acc["float reference"][0] == format_percent(r["float_accuracy"])
+    assert acc[f"{r['runner']} runner"] == [format_percent(r["runner_accuracy"]),
+                                            format_percent(r["runner_argmax_agreement"])]
+    rates = _table(tables, "layer")
+    for layer, x in r["spike_rates"].items():
+        assert rates[layer][0] == f"{x['float']:.4f}" and f"{x['runner']:.4f}" in rates[layer]
+    if r["quantized"]:
+        assert acc["quantized (emulator)"] == [format_percent(r["quantized_accuracy"]),
+                                               format_percent(r["argmax_agreement"])]
+        exact = _table(tables, "probe")
+        assert exact == {p: [format_percent(v)] for p, v in r["exact_match"].items()}
+        drop = format_pp(r["accuracy_drop_pp"])
+        assert f"**{drop}**" in md and f"<strong>{drop}</strong>" in page
+        assert f"calibrated on {r['calibration']['samples']} samples of the training split" in md
+    else:
+        agree = _table(tables, "probe")
+        assert {p: v[0] for p, v in agree.items()} == {
+            p: format_percent(v, 3) for p, v in r["spike_agreement"].items()}
+        assert "no quantization" in md and "emulator" not in tables[0][0]
+    verdict = "PASSED" if r["passed"] else "FAILED"
+    assert f"**{verdict}**" in md and f"<strong>{verdict}</strong>" in page
+
+
 def test_verify_on_lava_is_bit_exact_with_the_emulator(digits_ckpt, tmp_path, capsys):
     rc = cli(["verify", str(digits_ckpt), "--target", "loihi2", "--data", "digits",
               "--runner", "lava", "--limit", "60", "--max-drop", "3", "--report", str(tmp_path)])
@@ -35,8 +75,7 @@ def test_verify_on_lava_is_bit_exact_with_the_emulator(digits_ckpt, tmp_path, ca
     assert r["runner_accuracy"] == r["quantized_accuracy"]
     assert r["float_accuracy"] > 0.85 and r["argmax_agreement"] > 0.95
     assert abs(r["accuracy_drop_pp"] - 100 * (r["float_accuracy"] - r["quantized_accuracy"])) < 1e-9
-    md = (tmp_path / "verify.md").read_text()
-    assert "PASSED" in md and "layers.2" in md
+    assert_same_numbers(tmp_path)
     assert "passed" in capsys.readouterr().out
 
 
@@ -47,6 +86,41 @@ def test_max_drop_gates_the_exit_code(digits_ckpt, tmp_path, capsys):
     r = _report(tmp_path)
     assert rc == 1 and not r["passed"] and r["samples"] == 359
     assert "FAILED" in capsys.readouterr().out
+    assert_same_numbers(tmp_path)
+    assert "(bound -100.0 pp)" in (tmp_path / "verify.md").read_text()
+
+
+def test_a_float_target_is_verified_and_reported_without_quantizing(digits_ckpt, tmp_path,
+                                                                     capsys):
+    """cmos45 has no fixed point: the reference runner against the float model, no emulator."""
+    rc = cli(["verify", str(digits_ckpt), "--target", "cmos45", "--data", "digits",
+              "--limit", "100", "--report", str(tmp_path)])
+    r = _report(tmp_path)
+    assert rc == 0 and r["passed"] and not r["quantized"] and "calibration" not in r
+    assert_same_numbers(tmp_path)
+    md = (tmp_path / "verify.md").read_text()
+    assert "## Flipped spikes" in md and "quantized (emulator)" not in md
+    out = capsys.readouterr().out
+    assert "no quantization" in out and "verify.html" in out
+
+
+def test_float_target_report_lists_its_flips_with_margins(tmp_path):
+    """A float runner that flipped two spikes at a threshold: both listed with their margins."""
+    record = VerifyRecord.from_json(float_verify())
+    paths = write_report(record, tmp_path)
+    assert set(paths) == {"verify.json", "verify.md", "verify.html"}
+    assert _report(tmp_path) == float_verify()
+    assert_same_numbers(tmp_path)
+    md = (tmp_path / "verify.md").read_text()
+    flips = next(t for t in md_tables(md) if t[0][0] == "probe" and "margin (θ)" in t[0])
+    assert flips == [["probe", "step", "sample", "neuron", "reference", "runner", "margin (θ)"],
+                     ["layers.2", "2", "41", "17", "1", "0", "1.19e-07"],
+                     ["layers.2", "3", "41", "17", "0", "1", "2.5e-08"]]
+    assert "2 spikes listed" in md and "no quantization" in md
+    assert "| layers.2 | 99.998 % | 99.72 % |" in md
+    assert "<td class=\"r\">1.19e-07</td>" in (tmp_path / "verify.html").read_text()
+    none = write_report(VerifyRecord.from_json(float_verify(flips=[])), tmp_path / "none")
+    assert "No spike differs from the float reference." in open(none["verify.md"]).read()
 
 
 def test_unknown_target_is_bad_input(digits_ckpt, tmp_path, capsys):

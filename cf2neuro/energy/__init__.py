@@ -2,7 +2,7 @@
 
     rep = energy_report("runs/digits", targets="all", limit=200)
     rep["targets"]["loihi"]["total_joules_per_inference"]
-    write_energy_report(rep, "report/")        # energy.json, energy.md, energy.png
+    write_energy_report(rep, "report/")        # energy.json, .md, .html, energy.png
 
     counts = count_operations(graph, run_result)   # cf2neuro.energy.counts
     energy(counts, "cmos45")                       # cf2neuro.energy.models
@@ -118,90 +118,13 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
             "counts": {c.source: c.to_dict() for c in cache.values()}}
 
 
-def _fmt(j: float) -> str:
-    if j == 0:
-        return "0"
-    for unit, f in (("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if abs(j) >= f:
-            return f"{j / f:.3g} {unit}"
-    return f"{j:.3g} J"
-
-
-def markdown(report: dict) -> str:
-    lines = [f"# Energy per inference: {report['checkpoint']}", "",
-             f"{report['samples']} test samples, T = {report['timesteps']}; counts measured "
-             f"from the float reference (float targets) and the {report['runner']} "
-             f"(fixed-point targets). Energies are means per sample (one inference).", "",
-             "| target | energy / inference | measured constants | deployable | notes |",
-             "|---|---|---|---|---|"]
-    for name, e in report["targets"].items():
-        extra = ""
-        if e.get("ann_joules_per_inference"):
-            extra = (f"same network as an ANN: {_fmt(e['ann_joules_per_inference'])} "
-                     f"(SNN/ANN = {e['snn_vs_ann']:.3f})")
-        lines.append(f"| {name} | {_fmt(e['total_joules_per_inference'])} | "
-                     f"{'yes' if e['measured'] else '**no (assumption)**'} | "
-                     f"{'yes' if e.get('deployable', True) else 'no'} | {extra} |")
-    for name, e in report["targets"].items():
-        lines += ["", f"## {name}", "", "| by kind | energy |", "|---|---|",
-                  *[f"| {k} | {_fmt(v)} |" for k, v in e["by_kind"].items()], "",
-                  "| layer | " + " | ".join(sorted({k for v in e["by_layer"].values()
-                                                     for k in v})) + " |"]
-        keys = sorted({k for v in e["by_layer"].values() for k in v})
-        lines.append("|---" * (len(keys) + 1) + "|")
-        lines += [f"| {layer} | " + " | ".join(_fmt(v[k]) if k in v else "–" for k in keys)
-                  + " |" for layer, v in e["by_layer"].items()]
-        c = e["counts_per_inference"]
-        lines += ["", f"Counts per inference ({e['counts_source']}): "
-                  + ", ".join(f"{k} {c[k]:.4g}" for k in ("synops", "macs", "events",
-                                                           "neuron_updates", "spikes")), "",
-                  "Assumptions:", *[f"- {a}" for a in e["assumptions"]], "", "Sources:",
-                  *[f"- `{k}` = {next(iter(v.values()))}: {v['source']}"
-                    for k, v in e["sources"].items()]]
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: dict, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(report["targets"])
-    kinds = sorted({k for e in report["targets"].values() for k in e["by_kind"]})
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 4))
-    bottom = [0.0] * len(names)
-    for k in kinds:
-        vals = [report["targets"][n]["by_kind"].get(k, 0.0) * 1e9 for n in names]
-        ax.bar(names, vals, bottom=bottom, label=k)
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    ann = [(i, e["ann_joules_per_inference"] * 1e9) for i, e in
-           enumerate(report["targets"].values()) if e.get("ann_joules_per_inference")]
-    for i, v in ann:
-        ax.plot([i - 0.4, i + 0.4], [v, v], "k--", label="same network as ANN" if i == ann[0][0]
-                else None)
-    for i, n in enumerate(names):
-        if not report["targets"][n]["measured"]:
-            ax.text(i, bottom[i], "assumed", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("energy per inference (nJ)")
-    ax.set_title("Energy per inference by target")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
-    plt.close(fig)
-
-
 def write_energy_report(report: dict, directory) -> Path:
-    """Write energy.json, energy.md and energy.png into `directory` (atomically each)."""
-    from ..fileio import atomic_path, write_json
+    """energy.json (the dict as is), energy.md, energy.html and energy.png into `directory`;
+    cf2neuro.report renders them (each file written atomically)."""
+    from ..report import EnergyRecord, write_report
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "energy.json", report)
-    with atomic_path(directory / "energy.md") as tmp:
-        Path(tmp).write_text(markdown(report))
-    with atomic_path(directory / "energy.png") as tmp:
-        plot(report, str(tmp))
-    return directory
+    write_report(EnergyRecord.from_json(report), directory)
+    return Path(directory)
 
 
 __all__ = ["Counts", "count_operations", "needed_probes", "energy", "energy_report",

@@ -1,191 +1,168 @@
-"""report.md, report.html and report.json from one report dict.
+"""The one renderer: a document is a title and a list of blocks, written as Markdown and HTML.
 
-The text is built once as a short list of blocks (heading, paragraph, list,
-table, image) and rendered twice: to Markdown, with the images beside it as
-files, and to one self-contained HTML page with every image inline as
-base64. report.json is the dict itself.
+    doc = Document("Verification", [Heading("Numbers"), Paragraph("**PASSED**"),
+                                     Table(["probe", "exact match"], [["output", "100.00 %"]]),
+                                     Image("energy.png", "Energy per inference")])
+    to_markdown(doc)             # images stay beside it as files
+    to_html(doc, directory)      # one self-contained page: every image inline as base64
+
+Every report (verify, energy, the demo's) is a function record -> Document
+(`cf2neuro.report.documents`), so the two formats cannot drift apart. Inline
+markup in text and cells: ``**bold**`` and ```code```.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from ..fileio import atomic_path, write_json
-
-
-def _pct(v) -> str:
-    return "–" if v is None else f"{100 * float(v):.2f} %"
+from typing import Sequence, Union
 
 
-def _joules(v) -> str:
-    if v is None:
-        return "–"
-    v = float(v)
-    for factor, prefix in ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"),
-                           (1e-15, "f")):
-        if abs(v) >= factor:
-            return f"{v / factor:.3g} {prefix}J"
-    return f"{v:.3g} J"
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2  # the document's title is the only level 1
 
 
-def blocks(r: dict) -> list[tuple]:
-    """The document as blocks: ("h1"|"h2"|"p", text), ("ul", [items]),
-    ("table", header, rows), ("img", file name, caption)."""
-    p, t, n, v, e = r["pipeline"], r["training"], r["nir"], r["verification"], r["energy"]
-    plots = r["plots"]
-    out: list[tuple] = [
-        ("h1", r["title"]),
-        ("p", f"{p['model']} on {p['data']}, T = {p['timesteps']} steps, seed {p['seed']}; "
-              f"quantized for {v['target']} and run on the {v['runner']} runner. "
-              f"Result: **{'PASSED' if r['passed'] else 'FAILED'}**. "
-              f"The whole job took {r['seconds']:.1f} s."),
-        ("h2", "Numbers"),
-        ("table", ["quantity", "value"], [
-            ["test accuracy, float (PyTorch)", _pct(v["float_accuracy"])],
-            ["test accuracy, quantized (emulator)", _pct(v["quantized_accuracy"])],
-            [f"test accuracy, {v['runner']} runner", _pct(v["runner_accuracy"])],
-            ["accuracy drop, float - quantized", f"{v['accuracy_drop_pp']:.2f} pp"],
-            ["argmax agreement, quantized vs float", _pct(v["argmax_agreement"])],
-            [f"argmax agreement, {v['runner']} vs float", _pct(v["runner_argmax_agreement"])],
-            [f"exact match, emulator vs {v['runner']} (worst probe)", _pct(v["min_exact_match"])],
-            ["NIR round trip: test predictions unchanged", _pct(n["agreement"])],
-            ["pipeline latency (removed by the runner)", f"{v['latency_steps']} steps"],
-            ["test samples", str(v["samples"])],
-            *[[f"energy per inference, {name}", _joules(x["joules_per_inference"])]
-              for name, x in e["targets"].items()],
-            *([["energy ratio SNN / ANN on cmos45", f"{e['snn_vs_ann_cmos45']:.3g}"]]
-              if e.get("snn_vs_ann_cmos45") is not None else []),
-        ]),
-        ("h2", "Assumptions"),
-        ("ul", list(r["assumptions"])),
-        ("h2", "Training"),
-        ("p", f"{t['epochs']} epochs in {t['train_seconds']:.1f} s; final test accuracy "
-              f"{_pct(t['test_accuracy'])}."),
-        ("img", plots["training_curve"], "Training loss and test accuracy per epoch."),
-        ("h2", f"Accuracy: float vs quantized vs {v['runner']}"),
-        ("img", plots["accuracy"], f"Test accuracy of the float model, the quantized model on "
-                                   f"the emulator, and the {v['runner']} runner."),
-        ("h2", "Spike rates per layer"),
-        ("table", ["layer", "float", "emulator", v["runner"], "emulator / float"],
-         [[layer, f"{x['float']:.4f}", f"{x['emulator']:.4f}", f"{x['runner']:.4f}",
-           f"{x['emulator_vs_float']:.3f}"] for layer, x in v["spike_rates"].items()]),
-        ("img", plots["spike_rates"], "Mean |spike| per neuron and step, per CF layer."),
-        ("h2", "Spike raster of one test sample"),
-        ("p", r["raster"]["description"]),
-        ("img", plots["spike_raster"], "Spikes of each CF layer over the time steps; "
-                                       "red positive, blue negative."),
-        ("h2", "Exact match per probe (emulator vs runner)"),
-        ("table", ["probe", "exact match"],
-         [[k, _pct(x)] for k, x in v["exact_match"].items()]),
-        ("h2", "Energy per inference"),
-    ]
-    if e["available"]:
-        kinds = sorted({k for x in e["targets"].values() for k in x.get("by_kind", {})})
-        out += [
-            ("table", ["target", "per inference", *kinds, "constants", "deployable"],
-             [[name, _joules(x["joules_per_inference"]),
-               *[_joules(x.get("by_kind", {}).get(k)) for k in kinds],
-               {True: "published", False: "**assumed**"}.get(x.get("measured"), "–"),
-               "yes" if x.get("deployable", True) else "no (counted on another quantization)"]
-              for name, x in e["targets"].items()]),
-        ]
-        ann = e["targets"].get("cmos45", {}).get("ann_joules_per_inference")
-        if ann:
-            out.append(("p", f"The same network as an ANN on cmos45 (one dense forward pass): "
-                             f"{_joules(ann)} per inference; SNN / ANN = "
-                             f"{e['snn_vs_ann_cmos45']:.3g}."))
-        if "energy" in plots:
-            out.append(("img", plots["energy"], "Estimated energy per inference by target."))
-        if e.get("report"):
-            out.append(("p", f"Details (operation counts, constants and their sources): "
-                             f"{e['report']}."))
-    else:
-        out.append(("p", f"No energy estimate: {e.get('missing', 'not computed')}."))
-    out += [
-        ("h2", "Files"),
-        ("ul", [f"{k}: {x}" for k, x in r["files"].items()]),
-    ]
-    return out
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
 
 
-def markdown(r: dict) -> str:
-    lines: list[str] = []
-    for b in blocks(r):
-        kind = b[0]
-        if kind == "h1":
-            lines += [f"# {b[1]}", ""]
-        elif kind == "h2":
-            lines += [f"## {b[1]}", ""]
-        elif kind == "p":
-            lines += [b[1], ""]
-        elif kind == "ul":
-            lines += [*[f"- {item}" for item in b[1]], ""]
-        elif kind == "table":
-            header, rows = b[1], b[2]
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *["| " + " | ".join(str(c) for c in row) + " |" for row in rows], ""]
-        elif kind == "img":
-            lines += [f"![{b[2]}]({b[1]})", "", f"*{b[2]}*", ""]
+@dataclass(frozen=True)
+class Bullets:
+    items: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Table:
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    align: str = ""  # one letter per column, "l" or "r"; missing letters read "l"
+
+    def __post_init__(self):
+        for row in self.rows:
+            if len(row) != len(self.header):
+                raise ValueError(f"table row {list(row)} has {len(row)} cells for "
+                                 f"{len(self.header)} columns {list(self.header)}")
+
+    def alignment(self, column: int) -> str:
+        return "right" if self.align[column:column + 1] == "r" else "left"
+
+
+@dataclass(frozen=True)
+class Image:
+    file: str  # relative to the document's directory
+    caption: str
+
+
+Block = Union[Heading, Paragraph, Bullets, Table, Image]
+
+
+@dataclass
+class Document:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def images(self) -> list[str]:
+        return [b.file for b in self.blocks if isinstance(b, Image)]
+
+
+# ---- Markdown ---------------------------------------------------------------------------
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(doc: Document) -> str:
+    lines = [f"# {doc.title}", ""]
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            lines += [f"{'#' * max(2, b.level)} {b.text}", ""]
+        elif isinstance(b, Paragraph):
+            lines += [b.text, ""]
+        elif isinstance(b, Bullets):
+            lines += [*[f"- {item}" for item in b.items], ""]
+        elif isinstance(b, Table):
+            rule = "".join("---:|" if b.alignment(i) == "right" else "---|"
+                           for i in range(len(b.header)))
+            lines += ["| " + " | ".join(_md_cell(c) for c in b.header) + " |", "|" + rule,
+                      *["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows],
+                      ""]
+        elif isinstance(b, Image):
+            lines += [f"![{b.caption}]({b.file})", "", f"*{b.caption}*", ""]
+        else:
+            raise TypeError(f"not a document block: {b!r}")
     return "\n".join(lines)
 
 
-def _html_text(text: str) -> str:
-    """Escape, then turn **bold** into <strong>."""
-    parts = html.escape(text).split("**")
-    return "".join(f"<strong>{s}</strong>" if i % 2 else s for i, s in enumerate(parts))
+# ---- HTML -------------------------------------------------------------------------------
+
+def inline_html(text) -> str:
+    """Escape, then `code` -> <code>, **bold** -> <strong> (outside code)."""
+    out = []
+    for i, part in enumerate(str(text).split("`")):
+        if i % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+        else:
+            bold = html.escape(part).split("**")
+            out.append("".join(f"<strong>{s}</strong>" if j % 2 else s
+                               for j, s in enumerate(bold)))
+    return "".join(out)
 
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 960px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; }
 th { background: #f3f3f3; }
+td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
+code { background: #f3f3f3; padding: 0 0.2em; }
 figure { margin: 0.5em 0 1.5em; }
 figure img { max-width: 100%; }
 figcaption { color: #555; font-size: 0.9em; }
 """
 
 
-def to_html(r: dict, directory) -> str:
-    """One self-contained page: every image read from `directory` and inlined as base64."""
-    directory = Path(directory)
-    body: list[str] = []
-    for b in blocks(r):
-        kind = b[0]
-        if kind in ("h1", "h2"):
-            body.append(f"<{kind}>{_html_text(b[1])}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{_html_text(b[1])}</p>")
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{_html_text(i)}</li>" for i in b[1]) + "</ul>")
-        elif kind == "table":
-            head = "".join(f"<th>{_html_text(c)}</th>" for c in b[1])
-            rows = "".join("<tr>" + "".join(f"<td>{_html_text(str(c))}</td>" for c in row)
-                           + "</tr>" for row in b[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "img":
-            data = base64.b64encode((directory / b[1]).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{html.escape(b[2])}" '
-                        f'src="data:image/png;base64,{data}"><figcaption>'
-                        f"{_html_text(b[2])}</figcaption></figure>")
+def _html_table(b: Table) -> str:
+    def cls(i):
+        return ' class="r"' if b.alignment(i) == "right" else ""
+
+    head = "".join(f"<th{cls(i)}>{inline_html(c)}</th>" for i, c in enumerate(b.header))
+    rows = "".join("<tr>" + "".join(f"<td{cls(i)}>{inline_html(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in b.rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def to_html(doc: Document, directory=None) -> str:
+    """One self-contained page; images are read from `directory` and inlined as base64."""
+    body = [f"<h1>{inline_html(doc.title)}</h1>"]
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            level = min(max(2, b.level), 6)
+            body.append(f"<h{level}>{inline_html(b.text)}</h{level}>")
+        elif isinstance(b, Paragraph):
+            body.append(f"<p>{inline_html(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            body.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in b.items)
+                        + "</ul>")
+        elif isinstance(b, Table):
+            body.append(_html_table(b))
+        elif isinstance(b, Image):
+            data = base64.b64encode((Path(directory or ".") / b.file).read_bytes())
+            body.append(f'<figure><img alt="{html.escape(b.caption)}" '
+                        f'src="data:image/png;base64,{data.decode("ascii")}"><figcaption>'
+                        f"{inline_html(b.caption)}</figcaption></figure>")
+        else:
+            raise TypeError(f"not a document block: {b!r}")
+    title = html.escape(doc.title.replace("**", "").replace("`", ""))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(r['title'])}</title><style>{_STYLE}</style></head>\n<body>\n"
+            f"<title>{title}</title><style>{_STYLE}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_documents(r: dict, directory) -> dict:
-    """Write report.json, report.md and report.html into `directory` (plots already there)."""
-    directory = Path(directory)
-    page = to_html(r, directory)  # reads the PNGs first: a missing plot fails before any write
-    write_json(directory / "report.json", r)
-    with atomic_path(directory / "report.md") as tmp:
-        tmp.write_text(markdown(r), encoding="utf-8")
-    with atomic_path(directory / "report.html") as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return {name: str(directory / name) for name in ("report.json", "report.md", "report.html")}
-
-
-__all__ = ["blocks", "markdown", "to_html", "write_documents"]
+__all__ = ["Heading", "Paragraph", "Bullets", "Table", "Image", "Block", "Document",
+           "to_markdown", "to_html", "inline_html"]

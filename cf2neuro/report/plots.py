@@ -22,6 +22,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from ..errors import ConfigError  # noqa: E402
 from ..fileio import atomic_path  # noqa: E402
+from .units import format_joules, joule_unit  # noqa: E402
 
 DPI = 110
 POSITIVE = "#d62728"  # red: +1 spikes
@@ -178,49 +179,60 @@ def plot_spike_raster(spikes: Mapping[str, np.ndarray], path,
     return _save(fig, path)
 
 
-def plot_energy(joules: Mapping[str, float], path, reference: Mapping[str, float] | None = None,
+def plot_energy(energies: Mapping[str, float | Mapping[str, float]], path,
+                reference: Mapping[str, float] | None = None,
+                notes: Mapping[str, str] | None = None,
                 title: str = "Energy per inference by target") -> Path:
-    """One bar per target (J per inference), log scale when the values span >= 2 decades.
+    """One bar per target, joules per inference: a number, or {kind: J} stacked by kind.
 
-    `reference` adds hatched bars for comparison points, e.g. {"ANN on cmos45": J}.
+    `reference` adds hatched bars for comparison points, e.g. {"ANN on cmos45": J};
+    `notes` puts a word under a target's name, e.g. {"loihi2": "assumed constants"}.
+    The axis goes log when the totals span >= 2 decades; a log axis would
+    distort stacked parts, so there each bar shows its total only.
     """
-    items = {k: float(v) for k, v in joules.items() if v is not None}
-    if reference:
-        items.update({k: float(v) for k, v in reference.items() if v is not None})
-    if not items:
+    parts = {k: ({"total": float(v)} if not isinstance(v, Mapping)
+                 else {kind: float(x) for kind, x in v.items() if x is not None})
+             for k, v in energies.items() if v is not None}
+    refs = {k: float(v) for k, v in (reference or {}).items() if v is not None}
+    totals = {k: sum(p.values()) for k, p in parts.items()} | refs
+    if not totals:
         raise ConfigError("no energy values to plot")
-    labels = list(items)
-    values = [items[k] for k in labels]
-    positive = [v for v in values if v > 0]
-    log = bool(positive) and min(positive) > 0 and max(positive) / min(positive) >= 100
-    factor, unit = 1.0, "J"
-    if not log and positive:  # a linear axis in one readable unit (µJ, nJ, ...), no offset
-        factor, unit = next(((f, u) for f, u in ((1, "J"), (1e-3, "mJ"), (1e-6, "µJ"),
-                                                 (1e-9, "nJ"), (1e-12, "pJ"))
-                             if max(positive) >= f), (1e-15, "fJ"))
-    shown = [v / factor for v in values]
+    labels = list(totals)
+    positive = [v for v in totals.values() if v > 0]
+    log = bool(positive) and max(positive) / min(positive) >= 100
+    kinds = sorted({k for p in parts.values() for k in p})
+    stacked = not log and kinds != ["total"]
+    factor, unit = (1.0, "J") if log or not positive else joule_unit(max(positive))
     fig, ax = plt.subplots(figsize=(max(5.5, 1.3 * len(labels) + 2.5), 4))
-    colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(len(labels))]
-    bars = ax.bar(labels, shown, color=colours, width=0.6)
-    for bar, label in zip(bars, labels):
-        if reference and label in reference:
-            bar.set_hatch("//")
-            bar.set_facecolor("white")
-            bar.set_edgecolor("0.3")
-    for bar, v in zip(bars, values):
-        ax.annotate(_si_joules(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
-                    fontsize=8)
+    x = np.arange(len(labels))
+    handles = []
+    for i, kind in enumerate(kinds if stacked else ["total"]):
+        vals = [(parts[k].get(kind, 0.0) if stacked else totals[k]) / factor
+                if k in parts else 0.0 for k in labels]
+        bottom = [sum(parts[k].get(kk, 0.0) for kk in kinds[:i]) / factor
+                  if stacked and k in parts else 0.0 for k in labels]
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        ax.bar(x, vals, 0.6, bottom=bottom, color=colour)
+        handles.append(Patch(facecolor=colour, label=kind if stacked else "SNN (estimated)"))
+    ref_x = [i for i, k in enumerate(labels) if k in refs]
+    if ref_x:
+        ax.bar(ref_x, [refs[labels[i]] / factor for i in ref_x], 0.6, facecolor="white",
+               edgecolor="0.3", hatch="//")
+        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="//",
+                             label="ANN comparison"))
+    for i, k in enumerate(labels):
+        ax.annotate(format_joules(totals[k]), (i, totals[k] / factor), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    notes = notes or {}
+    ax.set_xticks(x, [f"{k}\n({notes[k]})" if notes.get(k) else k for k in labels])
     if log:
         ax.set_yscale("log")
         ax.set_ylim(min(positive) / 3, max(positive) * 5)
     else:
-        ax.set_ylim(0, max(shown) * 1.18 if max(shown) > 0 else 1)
+        ax.set_ylim(0, max(totals.values()) / factor * 1.18 if positive else 1)
     ax.set_ylabel(f"energy per inference ({unit})" + (", log scale" if log else ""))
-    if reference and any(k in items for k in reference):
-        ax.legend(handles=[Patch(facecolor="0.6", label="SNN (estimated)"),
-                           Patch(facecolor="white", edgecolor="0.3", hatch="//",
-                                 label="ANN comparison")], loc="upper left", fontsize=8)
+    if stacked or ref_x:
+        ax.legend(handles=handles, loc="upper left", fontsize=8)
     ax.set_xlabel("target")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3, which="both" if log else "major")
@@ -228,16 +240,6 @@ def plot_energy(joules: Mapping[str, float], path, reference: Mapping[str, float
         plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
     return _save(fig, path)
-
-
-def _si_joules(v: float) -> str:
-    if v == 0 or not math.isfinite(v):
-        return f"{v:g} J"
-    for factor, prefix in ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"),
-                           (1e-15, "f")):
-        if abs(v) >= factor:
-            return f"{v / factor:.3g} {prefix}J"
-    return f"{v:.3g} J"
 
 
 __all__ = ["plot_training_curve", "plot_accuracy", "plot_spike_rates", "plot_spike_raster",
