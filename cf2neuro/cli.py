@@ -313,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Cf2NeuroError as e:
-        print(f"cf2neuro {args.command}: error: {e}", file=sys.stderr)
+        # one line; a runner's log (the lines after the first) only with -v
+        first, *detail = str(e).splitlines() or [type(e).__name__]
+        if detail and not args.verbose:
+            first += " (run with -v for the runner's log)"
+        print(f"cf2neuro {args.command}: error: {first}", file=sys.stderr)
+        if detail and args.verbose:
+            print("\n".join(detail), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"cf2neuro {args.command}: interrupted", file=sys.stderr)

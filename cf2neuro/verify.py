@@ -33,7 +33,7 @@ from .quant import quantization_report, quantize
 from .report import VerifyRecord
 from .report import write_report as write_record
 from .runners import RunRequest, get_runner
-from .runners.emulator import emulate
+from .runners.emulator import Emulator
 from .targets import load_target
 from .train import TrainConfig
 
@@ -59,7 +59,7 @@ def calibration_inputs(ckpt_dir, data: str | None = None,
 
 
 def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | None = None):
-    """A split ("train" or "test") as (x [T, N, ...] float, labels [N]), the checkpoint's encoding."""
+    """A split ("train" or "test") as (x [T, N, ...] float, labels [N]), the model's encoding."""
     _, config, _ = load_checkpoint(ckpt_dir)
     cfg = TrainConfig.from_dict(config.get("train", {}))
     name = data or cfg.data
@@ -150,7 +150,10 @@ def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_
     with torch.no_grad():
         ref = Engine(graph, FloatNumerics(device=dev)).run(x, probes=neurons)
     ref = {k: v.cpu().numpy() for k, v in ref.items()}
-    emu = emulate(qgraph, x, probes=probes, device=dev)
+    deadline = None  # the timeout bounds the target runner, here the emulator itself
+    if runner.name == "emulator" and timeout is not None:
+        deadline = time.monotonic() + float(timeout)
+    emu = Emulator(qgraph, dev).run(x, probes, deadline=deadline)
     run = emu if runner.name == "emulator" else _run(runner, qgraph, x, probes, timeout)
     float_acc, float_pred = _accuracy(ref["output"], labels)
     quant_acc, quant_pred = _accuracy(emu["output"], labels)
@@ -159,7 +162,8 @@ def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_
     rates = {}
     for n in neurons:
         r = {"float": _rate(ref[n]), "emulator": _rate(emu[n]), "runner": _rate(run[n])}
-        r["emulator_vs_float"] = r["emulator"] / r["float"] if r["float"] else float(r["emulator"] == 0)
+        r["emulator_vs_float"] = (r["emulator"] / r["float"] if r["float"]
+                                  else float(r["emulator"] == 0))
         rates[n] = r
     drop = 100.0 * (float_acc - quant_acc)
     passed = all(v == 1.0 for v in exact.values()) and (max_drop is None or drop <= max_drop)

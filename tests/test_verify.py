@@ -143,3 +143,34 @@ def test_unknown_device_is_bad_input(digits_ckpt, tmp_path, capsys):
     rc = cli(["verify", str(digits_ckpt), "--target", "loihi2", "--data", "digits",
               "--device", "gpu", "--report", str(tmp_path)])
     assert rc == 2 and "unknown device 'gpu'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runner", ["emulator", "lava", "onnxruntime"])
+def test_verify_timeout_stops_every_runner(digits_ckpt, tmp_path, capsys, runner, request):
+    """--timeout bounds the target runner, whichever it is: exit 2, a one-line reason, no report."""
+    if runner == "lava":
+        request.getfixturevalue("lava_python")
+    argv = ["verify", str(digits_ckpt), "--target", "loihi2", "--data", "digits", "--runner",
+            runner, "--timeout", "1e-6", "--report", str(tmp_path / "r")]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "timeout" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "r" / "verify.json").exists()
+
+
+def test_a_refused_target_without_a_fallback_is_refused_in_energy(digits_ckpt, tmp_path,
+                                                                  monkeypatch):
+    """loihi prices a refused model on its loihi2 form only because its file says so."""
+    from cf2neuro.energy import energy_report
+    from cf2neuro.errors import UnsupportedError
+    from cf2neuro.targets import load_target
+
+    text = open(load_target("loihi").path).read()
+    (tmp_path / "strict.toml").write_text(
+        text.replace('name = "loihi"', 'name = "strict"').replace(
+            'fallback_quantization = "loihi2"', ""))
+    monkeypatch.setenv("CF2NEURO_TARGETS", str(tmp_path))
+    with pytest.raises(UnsupportedError, match="binary spikes only"):
+        energy_report(digits_ckpt, targets="strict", limit=20, progress=False)
+    rep = energy_report(digits_ckpt, targets="loihi", limit=20, progress=False)
+    assert rep["targets"]["loihi"]["deployable"] is False

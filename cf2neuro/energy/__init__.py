@@ -9,10 +9,12 @@
 
 Float targets (no ``[numeric]``: cmos45) are counted on the float reference
 engine's run; fixed-point targets on the emulator's run of the graph
-quantized for that target (``runner="emulator"``, bit-exact with Lava). A
+quantized for that target (``runner="emulator"``, bit-exact with Lava),
+calibrated on a slice of the training split as `verify` calibrates. A
 target that refuses the model (``loihi``: signed or graded spikes) is
-counted on the ``loihi2`` quantization instead and says so in its
-``assumptions`` (``deployable: false``).
+counted on the quantization its file names (``[energy]
+fallback_quantization``, ``loihi2`` for loihi) and says so in its
+``assumptions`` (``deployable: false``); without one, the refusal stands.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ from .counts import Counts, count_operations, needed_probes
 from .models import MODELS, energy
 
 log = logging.getLogger(__name__)
-DEFAULT_TARGETS = ("cmos45", "loihi", "loihi2")
-FALLBACK_QUANT = "loihi2"
+DEFAULT_TARGETS = "all"  # every target with an energy model
 
 
 def energy_targets() -> list[str]:
@@ -42,7 +43,7 @@ def energy_targets() -> list[str]:
     return out
 
 
-def _counts_for(tgt, graph, x, runner: str, cache: dict):
+def _counts_for(tgt, graph, x, calibration, runner: str, cache: dict):
     from ..ir.engine import Engine
     from ..quant import quantize
 
@@ -54,17 +55,19 @@ def _counts_for(tgt, graph, x, runner: str, cache: dict):
         return cache["reference"], notes, deployable
     qname = tgt.name
     try:
-        qgraph = quantize(graph, tgt, calibration=x)
+        qgraph = quantize(graph, tgt, calibration=calibration)
     except UnsupportedError as e:
+        qname = tgt.energy.get("fallback_quantization")
+        if not isinstance(qname, str):  # the target file says how to price what it refuses
+            raise
         deployable = False
-        qname = FALLBACK_QUANT
         notes.append(f"{tgt.name} refuses this model ({e}); counted on the {qname} "
                      f"quantization of the same network and priced with {tgt.name}'s energies")
         qgraph = None
     key = (qname, runner)
     if key not in cache:
         if qgraph is None:
-            qgraph = quantize(graph, qname, calibration=x)
+            qgraph = quantize(graph, qname, calibration=calibration)
         probes = needed_probes(qgraph)
         if runner == "emulator":
             from ..runners.emulator import emulate
@@ -88,7 +91,7 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
     "counts": {source: per-layer counts}}.
     """
     from ..checkpoint import checkpoint_graph
-    from ..verify import test_inputs
+    from ..verify import calibration_inputs, test_inputs
 
     if targets == "all" or targets == ["all"] or targets == ("all",):
         names = energy_targets()
@@ -102,13 +105,14 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
             raise BadInputError(f"target {t.name!r} has no energy model ([energy] model); "
                                 f"targets with one: {', '.join(energy_targets())}")
     x, labels = test_inputs(ckpt_dir, data, limit)
+    calibration = calibration_inputs(ckpt_dir, data)
     graph = checkpoint_graph(ckpt_dir)
     from tqdm.auto import tqdm
 
     cache: dict = {}
     out = {}
     for tgt in tqdm(tgts, desc="energy", unit="target", disable=not progress):
-        counts, notes, deployable = _counts_for(tgt, graph, x, runner, cache)
+        counts, notes, deployable = _counts_for(tgt, graph, x, calibration, runner, cache)
         e = energy(counts, tgt)
         e["assumptions"] = notes + e["assumptions"]
         e["deployable"] = deployable
