@@ -34,7 +34,7 @@ from .report import VerifyRecord
 from .report import write_report as write_record
 from .runners import RunRequest, get_runner
 from .runners.emulator import Emulator
-from .targets import load_target
+from .targets import DEFAULT_TARGET, load_target
 from .train import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,9 @@ def _exact_match(probe: str, emulated, ran, samples: int) -> float:
     return float(same.reshape(samples, -1).all(axis=1).mean())
 
 
-def verify(ckpt_dir, target: str = "loihi2", data: str | None = None, runner: str | None = None,
-           limit: int | None = None, max_drop: float | None = None, report_dir=None,
+def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
+           runner: str | None = None, limit: int | None = None,
+           max_drop: float | None = None, report_dir=None,
            timeout: float | None = None, device: str = "cpu") -> dict:
     """Run float, emulator and runner on the test set; write and return the report.
 

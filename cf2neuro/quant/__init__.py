@@ -17,12 +17,12 @@ from __future__ import annotations
 from ..backends import get_backend
 from ..ir.graph import Graph
 from ..ir.passes import run_passes
-from ..targets import Target, load_target
+from ..targets import DEFAULT_TARGET, Target, load_target
 from .inputs import input_format
 from .report import format_report, quantization_report
 
 
-def quantize(graph: Graph, target: str | Target = "loihi2", *, calibration=None,
+def quantize(graph: Graph, target: str | Target = DEFAULT_TARGET, *, calibration=None,
              input_range: float | None = None, input_bits: int | None = None,
              options=None) -> Graph:
     """A new graph with every computing node's integer form for `target`.

@@ -24,6 +24,7 @@ from ..backends import get_backend
 from ..errors import BadInputError
 from ..ir.engine import Engine
 from ..ir.graph import Graph
+from ..targets import DEFAULT_TARGET
 from .contract import Runner, RunRequest, RunResult
 
 
@@ -39,9 +40,9 @@ def backend_of(qgraph: Graph):
     fp = qgraph.meta["fixed_point"]
     name = fp.get("backend")
     if name is None:  # graphs written before back ends were named in the metadata
-        from ..targets import load_target
+        from ..targets import DEFAULT_TARGET, load_target
 
-        name = load_target(fp.get("target") or "loihi2").backend
+        name = load_target(fp.get("target") or DEFAULT_TARGET).backend
     return get_backend(name)
 
 
@@ -83,7 +84,7 @@ class EmulatorRunner(Runner):
     name = "emulator"
     formats = ("fixed",)
     uses_device = True
-    default_target = "loihi2"
+    default_target = DEFAULT_TARGET
 
     def run(self, request: RunRequest) -> RunResult:
         graph = self.check_graph(request)

@@ -37,6 +37,7 @@ from ..errors import BadInputError, RuntimeMissingError
 TARGETS_ENV = "CF2NEURO_TARGETS"
 TARGETS_DIR = Path(__file__).resolve().parent
 RESOURCE_LIMITS = ("cores", "neurons_per_core", "fan_in")
+DEFAULT_TARGET = "loihi2"  # the fixed-point target meant when none is named
 
 
 class TargetError(BadInputError):
@@ -105,7 +106,7 @@ class Target:
         if self.numeric is None:
             raise TargetError(f"target {self.name!r} (runner {self.runner}) has no fixed-point "
                               f"format to quantize for; pick a neuromorphic target such as "
-                              f"{', '.join(t for t in known_targets() if t.startswith('loihi'))}")
+                              f"{', '.join(t for t in known_targets() if load_target(t).numeric)}")
         return self.numeric
 
 
