@@ -1,4 +1,4 @@
-"""The pipeline from Python: train a CF network, export NIR, run it, verify on Loihi 2.
+"""The pipeline from Python: train a CF network, export NIR, run it, verify on Loihi 2, ONNX.
 
     .venv/bin/python examples/quickstart.py [OUT_DIR]
 
@@ -31,3 +31,11 @@ print("predictions:", res["output"].sum(0).argmax(-1), "labels:", labels)
 report = verify(out / "ckpt", "loihi2", runner="emulator", report_dir=out / "verify")
 print(f"loihi2: float {report['float_accuracy']:.4f}, quantized {report['quantized_accuracy']:.4f}, "
       f"agreement {report['argmax_agreement']:.4f} -> {out / 'verify' / 'verify.md'}")
+
+# 4. The same network as ONNX files: float, and its Loihi 2 integers; then onnxruntime and
+#    the emulator on the same on-the-fly quantization: the same integers, bit for bit.
+api.export(out / "ckpt", out / "model.onnx")
+api.export(out / "ckpt", out / "model_q.onnx", target="loihi2")
+ort = api.run(out / "ckpt", runner="onnxruntime", target="loihi2", inputs=x.numpy())
+emu = api.run(out / "ckpt", runner="emulator", target="loihi2", inputs=x.numpy())
+print("onnxruntime == emulator:", bool((ort["output"] == emu["output"]).all()))
