@@ -4,6 +4,7 @@
     mapping.py    float weights/neurons -> 8-bit mantissas, biases, vth, decays
     quantize.py   the per-layer quantization algorithm and its refusals
     lower.py      pipeline depths (Lava's one-step synaptic delay) and the NIR file Lava reads
+    limits.py     Lava's int8 Conv parameters, refused up front
     runner.py     the ``lava`` runner: the isolated runtime, under a watchdog
     runtime.py    finds a Python 3.10 and builds the runtime's virtual environment
     energy.py     the ``loihi`` energy model (Davies et al. 2018's per-op energies)
@@ -19,7 +20,7 @@ BACKEND = Backend(
     name="loihi2",
     description="Loihi-style fixed point as Lava's fixed_pt process models compute it",
     numerics="cf2neuro.backends.loihi2.numerics:FixedPointNumerics",
-    checker="cf2neuro.backends.loihi2.quantize:check_graph",
+    checker="cf2neuro.backends.loihi2.limits:check",
     quantizer="cf2neuro.backends.loihi2.quantize:quantize_graph",
     runners={"lava": "cf2neuro.backends.loihi2.runner:LavaRunner"},
     energy_models={"loihi": "cf2neuro.backends.loihi2.energy:price"},

@@ -222,7 +222,7 @@ def _conv(name, node, ins, ctx) -> Value:
     for key in ("stride", "padding", "dilation", "groups"):  # else the NIR node's own
         fp.setdefault(key, getattr(node, key, 1))
     w = _ints(name, fp, "weight_mant")
-    groups = _int(name, fp, "groups", 1)
+    groups = _int(name, fp, "groups", 1, GROUPS_MAX)  # int8 in Lava's Conv
     c, h, wd = src.shape
     if w.ndim != 4 or w.shape[1] * groups != c or w.shape[0] % groups:
         raise GraphError(f"node {name!r}: weight_mant {list(w.shape)} (groups={groups}) does "
@@ -241,6 +241,24 @@ def _conv(name, node, ins, ctx) -> Value:
     return _conv_value(name, src, proc, w.shape[0])
 
 
+GROUPS_MAX = 127  # Lava's Conv keeps `groups` as int8: 128 or more wraps and computes garbage
+
+
+def pooling_weights(c: int, kh: int, kw: int) -> tuple[int, np.ndarray]:
+    """Sum pooling over c channels as a Lava Conv: (groups, weight (C_out, kx, ky, C_in/g)).
+
+    One group per channel is exact only below 128 channels (int8 groups), so
+    the groups are the largest divisor of c up to 127, and within a group each
+    output channel sums its own input channel (a diagonal of ones). Lava runs
+    c^2/groups convolve2d calls a step: c calls when c < 128.
+    """
+    groups = max(d for d in range(1, min(c, GROUPS_MAX) + 1) if c % d == 0)
+    per = c // groups
+    weight = np.zeros((c, kw, kh, per), dtype=np.int64)
+    weight[np.arange(c), :, :, np.arange(c) % per] = 1
+    return groups, weight
+
+
 def _sumpool(name, node, ins, ctx) -> Value:
     from lava.proc.conv.process import Conv
 
@@ -250,9 +268,10 @@ def _sumpool(name, node, ins, ctx) -> Value:
     sh, sw = _pair(name, fp.get("stride", node.stride), "stride")
     ph, pw = _pair(name, fp.get("padding", getattr(node, "padding", 0)), "padding")
     c, h, wd = src.shape
-    ones = np.ones((c, kw, kh, 1), dtype=np.int64)
-    proc = Conv(weight=ones, input_shape=(wd, h, c), stride=(sw, sh), padding=(pw, ph),
-                groups=c, num_message_bits=_int(name, fp, "num_message_bits", 0, 31), name=name)
+    groups, weight = pooling_weights(c, kh, kw)
+    proc = Conv(weight=weight, input_shape=(wd, h, c), stride=(sw, sh), padding=(pw, ph),
+                groups=groups, num_message_bits=_int(name, fp, "num_message_bits", 0, 31),
+                name=name)
     src.port.connect(proc.s_in)
     ctx.processes[name] = proc
     return _conv_value(name, src, proc, c)
