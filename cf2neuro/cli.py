@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help="Adam's starting rate (default: the model's own, 1e-2 small, 1e-3 deep)")
     p.add_argument("--loss", choices=["ce", "tet"], default=d.loss)
     p.add_argument("--pn-lambda", type=float, default=d.pn_lambda,
                    help="weight of the positive-negative balanced loss (0 = off)")

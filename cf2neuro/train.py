@@ -39,14 +39,16 @@ COMPILE_THRESHOLD = 1 << 20
 class TrainConfig:
     """Defaults are the digits recipe: a 64-256-256-10 CF-MLP, beta 0.5, T 4,
     shift augmentation, batch 128, Adam at 1e-2 cosine-decayed over 100
-    epochs, PN loss weight 0.3 (chosen by a sweep, benchmarks/RESULTS.md)."""
+    epochs, PN loss weight 0.3 (chosen by a sweep, benchmarks/RESULTS.md).
+    `lr` None takes the model's own default (`cf2neuro.nn.models.DEFAULT_LR`:
+    1e-3 for the deep networks, which stall at 1e-2)."""
 
     model: str = "mlp"
     data: str = "digits"
     epochs: int = 100
     timesteps: int = 4
     batch_size: int = 128
-    lr: float = 1e-2
+    lr: float | None = None        # None: the model's default (nn.models.DEFAULT_LR)
     weight_decay: float = 0.0
     seed: int = 0
     loss: str = "ce"               # "ce" on the time-mean output, or "tet"
@@ -185,6 +187,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True
     out = Path(out_dir)
     if resume:
         cfg = _resume_config(out, cfg)
+    if cfg.lr is None:  # recorded resolved, so config.json says what ran
+        from .nn.models import default_lr
+
+        cfg = dataclasses.replace(cfg, lr=default_lr(cfg.model))
     dev = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist = _init_distributed(dev)
     torch.manual_seed(cfg.seed)

@@ -244,3 +244,18 @@ def test_event_frames_train_end_to_end(tmp_path):
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["data"]["input_shape"] == [2, 34, 34] and config["data"]["kind"] == "frames"
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_each_zoo_network_has_its_default_learning_rate(tmp_path):
+    """lr None takes the model's default (deep networks stall at 1e-2) and is recorded."""
+    import json
+
+    from cf2neuro.nn.models import DEFAULT_LR, default_lr, model_names
+
+    assert set(DEFAULT_LR) == set(model_names())
+    assert default_lr("resnet19") == default_lr("vgg11") == default_lr("spikformer") == 1e-3
+    assert default_lr("mlp") == 1e-2
+    train(TrainConfig(epochs=1), tmp_path / "a", progress=False)
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["lr"] == 1e-2
+    train(TrainConfig(epochs=1, lr=3e-3), tmp_path / "b", progress=False)
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["lr"] == 3e-3
