@@ -111,9 +111,11 @@ def _cmd_energy(args) -> int:
     for name, t in report["targets"].items():
         notes = [] if t.get("measured", True) else ["assumed per-op energies"]
         if not t.get("deployable", True):
-            notes.append("not deployable as is: counted on the loihi2 quantization")
+            notes.append("not deployable as is: counted on a fallback quantization")
         print(f"{name:<8} {format_joules(t['total_joules_per_inference']):>10} per inference"
               + (f"   ({'; '.join(notes)})" if notes else ""))
+    for name, why in (report.get("refused") or {}).items():
+        print(f"{name:<8} {'refused':>10}: {why.splitlines()[0]}")
     print(f"report: {args.report}/energy.html (also energy.md, energy.json, energy.png)")
     return 0
 

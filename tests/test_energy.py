@@ -192,3 +192,27 @@ def test_the_energy_package_draws_nothing_itself():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_energy_all_lists_the_targets_that_refuse_the_network(tmp_path, monkeypatch, capsys):
+    """A target that cannot hold the network is listed with its reason; the others are priced."""
+    from cf2neuro.cli import main
+    from cf2neuro.targets import load_target
+    from cf2neuro.train import TrainConfig, train
+
+    ckpt = tmp_path / "ckpt"
+    train(TrainConfig(epochs=1), ckpt, progress=False)
+    text = open(load_target("loihi").path).read()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "strict.toml").write_text(text.replace('name = "loihi"', 'name = "strict"')
+                                                .replace('fallback_quantization = "loihi2"', ""))
+    monkeypatch.setenv("CF2NEURO_TARGETS", str(tmp_path / "t"))
+    assert main(["energy", str(ckpt), "--target", "all", "--data", "digits", "--limit", "20",
+                 "--report", str(tmp_path / "e"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    rep = json.loads((tmp_path / "e" / "energy.json").read_text())
+    assert "strict" in rep["refused"] and "binary spikes only" in rep["refused"]["strict"]
+    assert {"cmos45", "loihi", "loihi2"} <= set(rep["targets"]) and "strict" not in rep["targets"]
+    assert "strict" in out and "refused" in out
+    md = (tmp_path / "e" / "energy.md").read_text()
+    assert "cannot hold this network" in md and "strict" in md

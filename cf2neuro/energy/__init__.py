@@ -88,7 +88,9 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
     {"checkpoint", "samples", "timesteps", "runner", "targets": {name: {
     "total_joules_per_inference", "by_kind", "by_layer", "assumptions",
     "sources", "measured", "deployable", "counts_per_inference", ...}},
-    "counts": {source: per-layer counts}}.
+    "counts": {source: per-layer counts}, "refused": {name: reason}}.
+    A target that cannot hold the network (and names no fallback quantization)
+    is listed in "refused" with its reason; the others are still priced.
     """
     from ..checkpoint import checkpoint_graph
     from ..verify import calibration_inputs, test_inputs
@@ -110,16 +112,23 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
     from tqdm.auto import tqdm
 
     cache: dict = {}
-    out = {}
+    out, refused = {}, {}
     for tgt in tqdm(tgts, desc="energy", unit="target", disable=not progress):
-        counts, notes, deployable = _counts_for(tgt, graph, x, calibration, runner, cache)
+        try:
+            counts, notes, deployable = _counts_for(tgt, graph, x, calibration, runner, cache)
+        except UnsupportedError as e:
+            refused[tgt.name] = str(e)
+            continue
         e = energy(counts, tgt)
         e["assumptions"] = notes + e["assumptions"]
         e["deployable"] = deployable
         out[tgt.name] = e
+    if not out:
+        raise UnsupportedError("no target can hold this network: " + "; ".join(
+            f"{n}: {why}" for n, why in refused.items()))
     return {"checkpoint": str(ckpt_dir), "samples": int(x.shape[1]),
             "timesteps": int(x.shape[0]), "runner": runner, "targets": out,
-            "counts": {c.source: c.to_dict() for c in cache.values()}}
+            "counts": {c.source: c.to_dict() for c in cache.values()}, "refused": refused}
 
 
 def write_energy_report(report: dict, directory) -> Path:

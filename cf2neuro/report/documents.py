@@ -170,6 +170,9 @@ def energy_document(r: EnergyRecord, plot: str | None = ENERGY_PLOT) -> Document
                 "yes" if t.deployable else "**no**", _ann(t)]
                for name, t in r.targets.items()], "lr" + "r" * len(kinds) + "lll"),
     ]
+    if r.refused:
+        blocks += [Paragraph("Targets that cannot hold this network (not priced):"),
+                   Table(["target", "why"], [[n, why] for n, why in r.refused.items()], "ll")]
     if plot:
         ann = any(t.ann_joules_per_inference for t in r.targets.values())
         blocks.append(Image(plot, "Estimated energy per inference by target, split by kind of "

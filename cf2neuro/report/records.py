@@ -166,6 +166,7 @@ class EnergyRecord(Record):
     runner: str
     targets: dict[str, TargetEnergy]
     counts: dict[str, Any] = field(default_factory=dict)
+    refused: dict[str, str] = optional()   # target -> why it cannot hold the network
     extra: dict = field(default_factory=dict)
 
     def kinds(self) -> list[str]:
