@@ -35,7 +35,7 @@ def _cmd_train(args) -> int:
                       neuron=dict(args.neuron), model_options=dict(args.model_option),
                       data_options=dict(args.data_option),
                       data_root=args.data_root, device=args.device, amp=not args.no_amp,
-                      compile=args.compile)
+                      compile=args.compile, target=args.target)
     metrics = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
     if metrics:  # only rank 0 of a distributed run reports
         print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs "
@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
     p.add_argument("--compile", choices=["auto", "on", "off"], default=d.compile)
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    p.add_argument("--target", default=None, metavar="NAME",
+                   help="refuse before training a model this target cannot run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from . import checkpoint as ckpt
 from .data import encode, load_dataset, method_for
 from .device import pick_device
-from .errors import ConfigError
+from .errors import ConfigError, UnsupportedError
 from .losses import pn_balance_loss, recording_potentials, task_loss
 from .nn import functional as cff
 from .nn.models import build_model
@@ -62,6 +62,7 @@ class TrainConfig:
     device: str = "auto"           # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True               # float16 autocast + GradScaler on CUDA
     compile: str = "auto"          # "auto", "on", "off": torch.compile'd CF kernels
+    target: str | None = None      # refuse up front a model this target cannot run
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -165,6 +166,18 @@ def _build(cfg: TrainConfig, bundle):
     return build_model(cfg.model, options)
 
 
+def _check_target(model, target: str, x) -> None:
+    """Refuse, before any training step, a network `target` cannot run (with the reason)."""
+    from .ir.passes import run_passes
+    from .ir.trace import trace_model
+    from .quant import deployable
+
+    why = deployable(run_passes(trace_model(model)), target, calibration=x.cpu().numpy())
+    if why is not None:
+        raise UnsupportedError(f"--target {target}: {why}. Nothing was trained; change the "
+                               f"model (or its options), or train without --target")
+
+
 def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
     saved = TrainConfig.from_dict(ckpt.read_json(out / ckpt.CONFIG).get("train", {}))
     changed = [k for k in ("model", "data", "timesteps", "neuron", "model_options", "data_options")
@@ -209,6 +222,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True
 
     # Before any RNG state is restored: the dry run may draw random numbers.
     x0, _ = next(iter(DataLoader(bundle.train, batch_size=cfg.batch_size)))
+    if cfg.target is not None:  # before any step: the model and its encoded inputs
+        _check_target(model, cfg.target, _inputs(x0, cfg, bundle, None, False))
     compiled = _use_compiled_kernels(cfg, model, _inputs(x0, cfg, bundle, None, False).to(dev), dev)
 
     start, history = 0, []

@@ -49,4 +49,24 @@ def quantize(graph: Graph, target: str | Target = DEFAULT_TARGET, *, calibration
     return g.validate()
 
 
-__all__ = ["quantize", "quantization_report", "format_report", "input_format"]
+def deployable(graph: Graph, target: str | Target, calibration=None) -> str | None:
+    """None when `target` can run `graph`, else the reason (the layer, the limit, the way out).
+
+    A float target runs any graph the float reference runs. A fixed-point target
+    quantizes the graph (with `calibration`, a few encoded inputs, when given: the
+    target may refuse the data's encoding), so every refusal of its checker and
+    quantizer is found before training or verifying.
+    """
+    from ..errors import UnsupportedError
+
+    tgt = load_target(target)
+    if tgt.numeric is None:
+        return None
+    try:
+        quantize(graph, tgt, calibration=calibration)
+    except UnsupportedError as e:
+        return str(e)
+    return None
+
+
+__all__ = ["quantize", "quantization_report", "format_report", "input_format", "deployable"]
