@@ -43,6 +43,20 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _data_overrides(args) -> dict:
+    """verify/energy: what replaces the checkpoint's own encoding, data root and options."""
+    return {"encoding": args.encoding, "data_root": args.data_root,
+            "data_options": dict(args.data_option) if args.data_option else None}
+
+
+def _add_data_overrides(p) -> None:
+    p.add_argument("--encoding", choices=["direct", "poisson"], default=None,
+                   help="override the checkpoint's input encoding")
+    p.add_argument("--data-root", default=None, help="override where the data set lives")
+    p.add_argument("--data-option", type=_key_value, action="append", default=[],
+                   metavar="KEY=VALUE", help="override a data set option (repeatable)")
+
+
 def _cmd_export(args) -> int:
     from .api import export
 
@@ -76,7 +90,7 @@ def _cmd_verify(args) -> int:
 
     r = verify(args.checkpoint, target=args.target, data=args.data, runner=args.runner,
                limit=args.limit, max_drop=args.max_drop, report_dir=args.report,
-               timeout=args.timeout, device=args.device)
+               timeout=args.timeout, device=args.device, data_overrides=_data_overrides(args))
     from .report import format_percent, format_pp
 
     worst = min(r["exact_match"].values()) if r["exact_match"] else None
@@ -104,7 +118,8 @@ def _cmd_energy(args) -> int:
     from .energy import energy_report, write_energy_report
 
     report = energy_report(args.checkpoint, targets=args.target, data=args.data,
-                           limit=args.limit, progress=not args.quiet)
+                           limit=args.limit, progress=not args.quiet,
+                           data_overrides=_data_overrides(args))
     write_energy_report(report, Path(args.report))
     from .report import format_joules
 
@@ -283,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu",
                    help="where the float reference and the emulator run (cpu, cuda, auto)")
     p.add_argument("--report", required=True, metavar="DIR")
+    _add_data_overrides(p)
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("energy", help="operation counts and energy per inference per target")
@@ -292,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N test samples")
     p.add_argument("--report", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_overrides(p)
     p.set_defaults(func=_cmd_energy)
 
     p = sub.add_parser("runtime", help="create a runner's isolated runtime")

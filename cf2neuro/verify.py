@@ -15,6 +15,7 @@ that differs is reported with the membrane margin that flipped it).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -43,28 +44,42 @@ log = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 256  # training samples that set the input scale when quantizing
 
 
-def test_inputs(ckpt_dir, data: str | None = None, limit: int | None = None):
+DATA_OVERRIDES = ("encoding", "data_root", "data_options")  # what verify/energy may override
+
+
+def test_inputs(ckpt_dir, data: str | None = None, limit: int | None = None,
+                overrides: dict | None = None):
     """The checkpoint's test set as (x [T, N, ...] float, labels [N]) with its own encoding."""
-    return split_inputs(ckpt_dir, "test", data, limit)
+    return split_inputs(ckpt_dir, "test", data, limit, overrides)
 
 
-def calibration_inputs(ckpt_dir, data: str | None = None,
-                       samples: int = CALIBRATION_SAMPLES) -> torch.Tensor:
+def calibration_inputs(ckpt_dir, data: str | None = None, samples: int = CALIBRATION_SAMPLES,
+                       overrides: dict | None = None) -> torch.Tensor:
     """The first `samples` of the TRAINING split, encoded: what quantization calibrates on.
 
     Calibrating on the test inputs a report then scores would leak them; the
     test set stays unseen.
     """
-    return split_inputs(ckpt_dir, "train", data, samples)[0]
+    return split_inputs(ckpt_dir, "train", data, samples, overrides)[0]
 
 
-def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | None = None):
-    """A split ("train" or "test") as (x [T, N, ...] float, labels [N]), the model's encoding."""
+def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | None = None,
+                 overrides: dict | None = None):
+    """A split ("train" or "test") as (x [T, N, ...] float, labels [N]), the model's encoding.
+
+    Encoding, data root and data options come from the checkpoint's training
+    config; `overrides` ({"encoding", "data_root", "data_options"}) replace them.
+    """
     _, config, _ = load_checkpoint(ckpt_dir)
     cfg = TrainConfig.from_dict(config.get("train", {}))
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(overrides) - set(DATA_OVERRIDES))
+    if unknown:
+        raise ConfigError(f"cannot override {unknown}; the data overrides are {DATA_OVERRIDES}")
+    cfg = dataclasses.replace(cfg, **overrides)
     name = data or cfg.data
-    bundle = load_dataset(name, root=cfg.data_root, seed=cfg.seed,
-                          **(cfg.data_options if name == cfg.data else {}))
+    options = cfg.data_options if name == cfg.data or "data_options" in overrides else {}
+    bundle = load_dataset(name, root=cfg.data_root, seed=cfg.seed, **options)
     dataset = bundle.train if split == "train" else bundle.test
     if limit is not None:
         if limit < 1:
@@ -106,12 +121,14 @@ def _exact_match(probe: str, emulated, ran, samples: int) -> float:
 def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
            runner: str | None = None, limit: int | None = None,
            max_drop: float | None = None, report_dir=None,
-           timeout: float | None = None, device: str = "cpu") -> dict:
+           timeout: float | None = None, device: str = "cpu",
+           data_overrides: dict | None = None) -> dict:
     """Run float, emulator and runner on the test set; write and return the report.
 
     `device` is where the float reference and the emulator run ("cuda" for
     big test sets); target runners such as Lava run where they run.
-    `timeout` (seconds) bounds the target runner's run.
+    `timeout` (seconds) bounds the target runner's run. `data_overrides`
+    replaces the checkpoint's encoding, data root or data options.
     """
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -121,12 +138,12 @@ def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
     if runner not in tgt.runners:
         raise ConfigError(f"target {tgt.name} is not simulated by runner {runner!r}; its "
                           f"runners: {', '.join(tgt.runners)}")
-    x, labels = test_inputs(ckpt_dir, data, limit)
+    x, labels = test_inputs(ckpt_dir, data, limit, data_overrides)
     graph = checkpoint_graph(ckpt_dir)
     if tgt.numeric is None:
         report = _verify_float(graph, x, labels, run_with, timeout, dev)
     else:
-        calibration = calibration_inputs(ckpt_dir, data)
+        calibration = calibration_inputs(ckpt_dir, data, overrides=data_overrides)
         report = _verify_fixed(graph, tgt, x, calibration, labels, run_with, timeout, dev,
                                max_drop)
         report["calibration"] = {"split": "train", "samples": int(calibration.shape[1])}

@@ -174,3 +174,21 @@ def test_a_refused_target_without_a_fallback_is_refused_in_energy(digits_ckpt, t
         energy_report(digits_ckpt, targets="strict", limit=20, progress=False)
     rep = energy_report(digits_ckpt, targets="loihi", limit=20, progress=False)
     assert rep["targets"]["loihi"]["deployable"] is False
+
+
+def test_data_overrides_replace_the_checkpoints_encoding(digits_ckpt, tmp_path, capsys):
+    """verify reads the encoding from the checkpoint; --encoding poisson replaces it."""
+    from cf2neuro.errors import ConfigError
+    from cf2neuro.verify import test_inputs
+
+    x, _ = test_inputs(digits_ckpt, limit=20)
+    assert not set(x.unique().tolist()) <= {0.0, 1.0}  # direct: analog pixels
+    xp, _ = test_inputs(digits_ckpt, limit=20, overrides={"encoding": "poisson"})
+    assert set(xp.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ConfigError, match="cannot override"):
+        test_inputs(digits_ckpt, overrides={"seed": 3})
+    assert cli(["verify", str(digits_ckpt), "--target", "loihi2", "--data", "digits",
+                "--runner", "emulator", "--limit", "40", "--encoding", "poisson",
+                "--report", str(tmp_path / "p")]) in (0, 1)
+    r = _report(tmp_path / "p")
+    assert r["samples"] == 40 and r["exact_match"]["output"] == 1.0

@@ -82,7 +82,7 @@ def _counts_for(tgt, graph, x, calibration, runner: str, cache: dict):
 
 def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
                   limit: int | None = None, runner: str = "emulator",
-                  progress: bool = True) -> dict:
+                  progress: bool = True, data_overrides: dict | None = None) -> dict:
     """Count and price a checkpoint on its test set for each target; a JSON-able dict.
 
     {"checkpoint", "samples", "timesteps", "runner", "targets": {name: {
@@ -106,8 +106,8 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
         if t.energy.get("model") not in MODELS:
             raise BadInputError(f"target {t.name!r} has no energy model ([energy] model); "
                                 f"targets with one: {', '.join(energy_targets())}")
-    x, labels = test_inputs(ckpt_dir, data, limit)
-    calibration = calibration_inputs(ckpt_dir, data)
+    x, labels = test_inputs(ckpt_dir, data, limit, data_overrides)
+    calibration = calibration_inputs(ckpt_dir, data, overrides=data_overrides)
     graph = checkpoint_graph(ckpt_dir)
     from tqdm.auto import tqdm
 
