@@ -8,7 +8,8 @@ step later, so a node at *pipeline depth* d (the number of such ops on every
 path from the Input) sees sample step t at Lava step t + d. Graphs whose
 paths into a node have different depths would be misaligned in Lava:
 `pipeline_depths` refuses them with the node named (compile time, before
-any run).
+any run). `quantize_graph` first balances residual paths (`balance.py`:
+identity synapses and delays), so in a quantized graph only loops are left to refuse.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def pipeline_depths(graph: Graph) -> dict[str, int]:
                 f"{graph[n].where()}: its inputs arrive after different numbers of Lava "
                 f"synaptic steps ({s!r} at depth {depth[s]}, the node at {depth[n]}; other "
                 f"inputs {others}). Lava delays every Dense/Conv by one step, so these paths "
-                f"would be misaligned; balance the paths (one Dense/Conv on each) or run the "
+                f"would be misaligned, and delays balance forward paths only (a recurrent "
+                f"loop's latency is fixed); change the loop's Dense/Conv count or run the "
                 f"float reference")
     missing = [n for n in graph.nodes if n not in depth]
     if missing:

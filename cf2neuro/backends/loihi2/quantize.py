@@ -7,6 +7,12 @@ The algorithm, per neuron layer N (CF, or an imported IF/LIF/CubaLIF run as
 Lava's LIF) and the synaptic ops P feeding it (Linear = Lava Dense, Conv2d,
 SumPool2d; several through an Add):
 
+0. Residual paths (`balance.py`, first): an Add of spikes into N gets an
+   identity synapse (a producer whose mantissas stay exact), a shallower
+   path delays after its spike source (identities one step later, their
+   input's scale and payload); the cost in their ``meta["quant"]`` and in
+   ``graph.meta["fixed_point"]["balance"]`` (JSON).
+
 1. Integer scales. Every value carries a scale σ (integer ≈ σ·float):
    spikes have σ = 1 (exact integers), the input ``input_scale``; sum
    pooling keeps its input's σ. N gets one scale S: its integer input is
@@ -50,8 +56,9 @@ SumPool2d; several through an Add):
 Refusals (`UnsupportedError`, with the reason): ops without a fixed-point
 form (Attention, MaxPool2d, Permute, Mean, unfolded BatchNorm, Scale, LI),
 Linear over tokens, reset by subtraction or non-zero v_reset for LIF/IF,
-per-neuron time constants, Adds of spikes (no synapse on a path), paths of
-unequal synaptic depth, a layer over the target's fan-in, more neurons
+per-neuron time constants, paths of unequal synaptic depth that cannot be
+balanced (on a recurrent loop, or with no spike source to delay: the Add
+named), a layer over the target's fan-in, more neurons
 than the chip holds, and on binary targets (``loihi``): signed or graded
 (K > 1) spikes, graded inputs, sum pooling.
 
@@ -62,6 +69,7 @@ clip value, chosen exponents, vth, dv, warnings) is in
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -72,6 +80,8 @@ from ...errors import UnsupportedError
 from ...ir.graph import Graph, Node
 from ...ir.passes import run_passes
 from ...targets import Target
+from .balance import (IDENTITY, add_latency, balance_paths, balance_role, exact_identities,
+                      gain_delay, identity_report, inserted_fan_in, is_delay, quantize_delay)
 from .lower import SYNAPTIC, graph_latency, pipeline_depths
 from .mapping import (NEURON_MAPS, QuantOptions, clip_value, mant_full, quantize_mantissas,
                       quantize_bias, where)
@@ -111,11 +121,15 @@ class _Quantizer:
         self.g, self.t, self.fmt, self.opts, self.inp = g, target, target.numeric, opts, inp
         self.back = g.back_edges()
         self.scale_out: dict[str, float] = {}   # synaptic op -> scale of its integer output
+        self.gain: dict[str, int] = {}          # private delay -> its integer gain (else 1)
         self.done: set[str] = set()
 
     # where values come from ------------------------------------------------
     def source(self, name: str) -> _Source:
         n = self.g[name]
+        if is_delay(n):  # an identity one step later: its input's payload (times a gain)
+            s, a = self.source(n.inputs[0]), self.gain.get(name, 1)
+            return s if a == 1 else _Source(s.sigma * a, s.maxabs * a, s.signed, False)
         if n.op == "Input":
             i = self.inp
             hi = 1 if i["bits"] == 0 else (1 << (i["bits"] - int(i["signed"]))) - 1
@@ -200,8 +214,11 @@ class _Quantizer:
             caps = []
             for p in convs:
                 w, c = eff[p.name]
-                caps.append(mant_full(sign_mode(w), fmt) * self.source(p.inputs[0]).sigma
-                            / c if c > 0 else math.inf)
+                cap = mant_full(sign_mode(w), fmt) * self.source(p.inputs[0]).sigma / c \
+                    if c > 0 else math.inf
+                if fmt.graded_spikes and gain_delay(self.g, p):  # its delay multiplies more
+                    cap *= fmt.weight_mant_max
+                caps.append(cap)
             scale = min(caps)
             if not math.isfinite(scale):
                 scale = opts.cf_vth / nm.theta
@@ -223,6 +240,7 @@ class _Quantizer:
         big = float(np.abs(bias_f).max(initial=0.0)) * nm.state_units
         while not fixed and big * scale > fits and round(scale * nm.theta / 2) >= 4 * opts.min_vth:
             scale /= 2
+        scale = exact_identities(self, prods, eff, scale)  # identity synapses stay exact
         vth = int(round(scale * nm.theta))
         if vth < 1:
             raise UnsupportedError(f"{where(n)}: its threshold rounds to {vth} units at scale "
@@ -333,6 +351,8 @@ class _Quantizer:
         p.attrs["fixed_point"] = fp
         p.meta["quant"] = {"kind": p.op.lower(), "scale": float(scale), "input_scale":
                            float(sigma), **fp, **rep, "notes": notes}
+        if balance_role(p) == IDENTITY:  # inserted by balance.py: say what and how exact
+            identity_report(p, m, w * s)
         self.scale_out[p.name] = scale
 
     def synaptic_chain(self, p: Node) -> None:
@@ -357,7 +377,9 @@ class _Quantizer:
         limit = self.t.limit("fan_in")
         if limit is None:
             return
-        if p.op == "Linear":
+        if balance_role(p) is not None:  # an inserted identity: one synapse per neuron
+            fan = inserted_fan_in(p)
+        elif p.op == "Linear":
             fan = p.params["weight"].shape[1]
         elif p.op == "Conv2d":
             fan = int(np.prod(p.params["weight"].shape[1:]))
@@ -373,7 +395,10 @@ class _Quantizer:
             if n.op in NEURONS:
                 self.neuron(n)
         for n in self.g:
-            if n.op in ("Linear", "Conv2d") and n.name not in self.scale_out:
+            if is_delay(n):
+                if n.name not in self.scale_out:
+                    quantize_delay(self, n)
+            elif n.op in ("Linear", "Conv2d") and n.name not in self.scale_out:
                 self.synaptic_chain(n)
             elif n.op == "SumPool2d" and n.name not in self.scale_out:
                 self.synaptic(n, self.source(n.inputs[0]).sigma, None)
@@ -382,8 +407,13 @@ class _Quantizer:
 # --- graph-level steps ------------------------------------------------------------
 
 def check_graph(g: Graph, target: Target) -> None:
-    """Refuse, before any work, what `target` cannot run: UnsupportedError naming the node."""
-    _refuse(run_passes(g), target)
+    """Refuse, before any work, what `target` cannot run: UnsupportedError naming the node
+    (paths that `balance_paths` cannot balance included; on a copy of `g`)."""
+    g = run_passes(g)
+    _refuse(g, target)
+    _avgpool_to_sumpool(g)
+    balance_paths(g.validate())
+    pipeline_depths(g.validate())
 
 
 def _refuse(g: Graph, target: Target) -> None:
@@ -458,6 +488,8 @@ def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dic
     _refuse(g, tgt)
     _avgpool_to_sumpool(g)
     g.validate()
+    balance = balance_paths(g)  # residual paths: identity synapses and delays (balance.py)
+    g.validate()
     depths = pipeline_depths(g)
     latency = graph_latency(g, depths)
     q = _Quantizer(g, tgt, opts, inp)
@@ -474,6 +506,11 @@ def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dic
     g.meta["fixed_point"] = {"target": tgt.name, "input_scale": float(inp["scale"]),
                              "input_bits": int(inp["bits"]), "input_signed": bool(inp["signed"]),
                              "latency": int(latency), "output_scale": float(out_scale)}
+    if balance["inserted"]:
+        balance = add_latency(balance, latency)
+        g.meta["fixed_point"]["balance"] = json.dumps(balance, sort_keys=True)
+        log.info("balanced residual paths: %d identity synapses, %d delays",
+                 balance["identity_synapses"], balance["delays"])
     log.info("quantized for %s: latency %d, input scale %g (%d bits)", tgt.name, latency,
              inp["scale"], inp["bits"])
     return g
