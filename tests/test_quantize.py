@@ -286,9 +286,11 @@ LOIHI2_PATH = __import__("pathlib").Path(LOIHI2.path)
 
 
 def test_layers_over_the_fan_in_limit_and_too_many_neurons_are_refused(tmp_path):
-    g = small_mlp()  # fan-in 64 into the first layer
-    with pytest.raises(UnsupportedError, match="fan-in 64, over target small's limit of 32"):
-        quantize(g, target_file(tmp_path, fan_in=32))
+    g = small_mlp()  # fan-in 64 into the first layer: split over two synapse groups
+    q = quantize(g, target_file(tmp_path, fan_in=32))
+    assert q.meta["fixed_point"]["split_layers"] == 1
+    with pytest.raises(UnsupportedError, match="fan-in 16 over the limit.*readout"):
+        quantize(g, target_file(tmp_path, fan_in=8))  # the readout (16 in) cannot split
     with pytest.raises(UnsupportedError, match="16 neurons; target small holds 1 cores x 8"):
         quantize(g, target_file(tmp_path, cores=1, neurons_per_core=8))
 

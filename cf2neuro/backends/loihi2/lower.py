@@ -1,6 +1,7 @@
 """Lowering a quantized graph to Lava: the pipeline it forms and the limits it must meet.
 
     pipeline_depths(graph) -> {node: depth}     graph_latency(graph) -> steps
+    avgpool_to_sumpool(graph)                   Lava pools by summing (in place)
     write_lava_nir(qgraph, path)                the NIR file the Lava runtime reads
 
 In Lava every Dense/Conv (and sum pooling, a Conv) delivers its output one
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+
+import numpy as np
 
 from ...errors import UnsupportedError
 from ...ir.graph import Graph
@@ -78,6 +81,36 @@ def graph_latency(graph: Graph, depths: dict[str, int] | None = None) -> int:
         raise UnsupportedError(f"the Output nodes have different pipeline depths {outs}; one "
                                f"Lava run cannot align them")
     return next(iter(outs.values()))
+
+
+def avgpool_to_sumpool(g: Graph) -> None:
+    """AvgPool2d -> SumPool2d, its 1/k² folded into the consuming Linear/Conv2d weights."""
+    for n in [n for n in g.nodes.values() if n.op == "AvgPool2d"]:
+        k = n.attrs["kernel"]
+        kh, kw = (k, k) if isinstance(k, int) else k
+        pad = n.attrs["padding"]
+        if not n.attrs.get("count_include_pad", True) and any(
+                (pad if isinstance(pad, list) else [pad])):
+            raise UnsupportedError(f"{n.where()}: average pooling that excludes padding from "
+                                   f"its count has no sum-pooling form")
+        users, todo = [], list(g.consumers(n.name))
+        while todo:
+            u = g[todo.pop()]
+            if u.op == "Flatten":
+                todo.extend(g.consumers(u.name))
+            elif u.op in ("Linear", "Conv2d"):
+                users.append(u)
+            else:
+                raise UnsupportedError(f"{n.where()} feeds {u.name!r} ({u.op}); its 1/k² can "
+                                       f"only fold into a following Linear/Conv2d")
+        for u in users:
+            w = u.params["weight"]
+            u.params["weight"] = (w.astype(np.float64) / (kh * kw)).astype(w.dtype)
+            u.meta["pool_folded"] = [*u.meta.get("pool_folded", []), n.name]
+        n.op = "SumPool2d"
+        n.attrs = {"kernel": n.attrs["kernel"], "stride": n.attrs["stride"],
+                   "padding": n.attrs["padding"]}
+        n.meta["from"] = "AvgPool2d"
 
 
 def write_lava_nir(qgraph: Graph, path: str | os.PathLike) -> None:

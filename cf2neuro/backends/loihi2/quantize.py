@@ -80,12 +80,36 @@ from ...errors import UnsupportedError
 from ...ir.graph import Graph, Node
 from ...ir.passes import run_passes
 from ...targets import Target
-from .balance import (IDENTITY, add_latency, balance_paths, balance_role, exact_identities,
-                      gain_delay, identity_report, inserted_fan_in, is_delay, quantize_delay)
-from .lower import SYNAPTIC, graph_latency, pipeline_depths
-from .mapping import (NEURON_MAPS, QuantOptions, clip_value, mant_full, quantize_mantissas,
-                      quantize_bias, where)
-from .numerics import LAVA_LIF_OPS, STATE_MAX, lava_dense_weights, payload_bits, sign_mode
+from .balance import (
+    IDENTITY,
+    add_latency,
+    balance_paths,
+    balance_role,
+    exact_identities,
+    gain_delay,
+    identity_report,
+    inserted_fan_in,
+    is_delay,
+    quantize_delay,
+)
+from .lower import SYNAPTIC, avgpool_to_sumpool, graph_latency, pipeline_depths
+from .mapping import (
+    NEURON_MAPS,
+    QuantOptions,
+    clip_value,
+    mant_full,
+    quantize_bias,
+    quantize_mantissas,
+    where,
+)
+from .numerics import (
+    LAVA_LIF_OPS,
+    STATE_MAX,
+    lava_dense_weights,
+    payload_bits,
+    sign_mode,
+)
+from .split import fan_in, split_fan_in
 
 log = logging.getLogger(__name__)
 
@@ -379,10 +403,8 @@ class _Quantizer:
             return
         if balance_role(p) is not None:  # an inserted identity: one synapse per neuron
             fan = inserted_fan_in(p)
-        elif p.op == "Linear":
-            fan = p.params["weight"].shape[1]
-        elif p.op == "Conv2d":
-            fan = int(np.prod(p.params["weight"].shape[1:]))
+        elif p.op in ("Linear", "Conv2d"):
+            fan = fan_in(p)  # a split part counts only its own slice of the input
         else:
             k = p.attrs["kernel"]
             fan = k[0] * k[1] if isinstance(k, list) else k * k
@@ -411,7 +433,8 @@ def check_graph(g: Graph, target: Target) -> None:
     (paths that `balance_paths` cannot balance included; on a copy of `g`)."""
     g = run_passes(g)
     _refuse(g, target)
-    _avgpool_to_sumpool(g)
+    avgpool_to_sumpool(g)
+    split_fan_in(g, target.limit("fan_in"))
     balance_paths(g.validate())
     pipeline_depths(g.validate())
 
@@ -444,37 +467,10 @@ def _refuse(g: Graph, target: Target) -> None:
         total = sum(int(np.prod(n.shape)) for n in g.nodes.values() if n.op in NEURONS)
         if total > limit * per_core:
             raise UnsupportedError(f"the graph has {total} neurons; target {target.name} holds "
-                                   f"{limit} cores x {per_core} neurons = {limit * per_core}")
-
-
-def _avgpool_to_sumpool(g: Graph) -> None:
-    """AvgPool2d -> SumPool2d, its 1/k² folded into the consuming Linear/Conv2d weights."""
-    for n in [n for n in g.nodes.values() if n.op == "AvgPool2d"]:
-        k = n.attrs["kernel"]
-        kh, kw = (k, k) if isinstance(k, int) else k
-        pad = n.attrs["padding"]
-        if not n.attrs.get("count_include_pad", True) and any(
-                (pad if isinstance(pad, list) else [pad])):
-            raise UnsupportedError(f"{where(n)}: average pooling that excludes padding from "
-                                   f"its count has no sum-pooling form")
-        users, todo = [], list(g.consumers(n.name))
-        while todo:
-            u = g[todo.pop()]
-            if u.op == "Flatten":
-                todo.extend(g.consumers(u.name))
-            elif u.op in ("Linear", "Conv2d"):
-                users.append(u)
-            else:
-                raise UnsupportedError(f"{where(n)} feeds {u.name!r} ({u.op}); its 1/k² can "
-                                       f"only fold into a following Linear/Conv2d")
-        for u in users:
-            w = u.params["weight"]
-            u.params["weight"] = (w.astype(np.float64) / (kh * kw)).astype(w.dtype)
-            u.meta["pool_folded"] = [*u.meta.get("pool_folded", []), n.name]
-        n.op = "SumPool2d"
-        n.attrs = {"kernel": n.attrs["kernel"], "stride": n.attrs["stride"],
-                   "padding": n.attrs["padding"]}
-        n.meta["from"] = "AvgPool2d"
+                                   f"{limit} cores x {per_core} neurons = {limit * per_core} "
+                                   f"(one chip). Use fewer channels or a smaller input "
+                                   f"(--model-option), or use a target without chip limits "
+                                   f"(onnx, cmos45)")
 
 
 def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dict) -> Graph:
@@ -486,7 +482,8 @@ def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dic
     """
     opts = options or QuantOptions()
     _refuse(g, tgt)
-    _avgpool_to_sumpool(g)
+    avgpool_to_sumpool(g)
+    split = split_fan_in(g, tgt.limit("fan_in"))  # wide layers: several synapse groups
     g.validate()
     balance = balance_paths(g)  # residual paths: identity synapses and delays (balance.py)
     g.validate()
@@ -506,6 +503,8 @@ def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dic
     g.meta["fixed_point"] = {"target": tgt.name, "input_scale": float(inp["scale"]),
                              "input_bits": int(inp["bits"]), "input_signed": bool(inp["signed"]),
                              "latency": int(latency), "output_scale": float(out_scale)}
+    if split:
+        g.meta["fixed_point"]["split_layers"] = int(split)
     if balance["inserted"]:
         balance = add_latency(balance, latency)
         g.meta["fixed_point"]["balance"] = json.dumps(balance, sort_keys=True)
