@@ -265,3 +265,28 @@ def test_metadata_survives_nir_write_and_read(tmp_path):
     assert cf.metadata["cf2neuro.neuron"] == "circulate_firing"
     assert bool(cf.metadata["signed"]) is True and int(cf.metadata["K"]) == 1
     assert from_nir(path).meta["dt"] == 5e-4
+
+
+def test_grouped_non_square_conv_round_trips(tmp_path):
+    """nir 1.0.8 types a Conv2d's input with weight.shape[1] channels and a square kernel;
+    the exporter states the IR's shapes, so grouped and non-square convolutions survive."""
+    import numpy as np
+
+    from cf2neuro.ir import Graph
+    from cf2neuro.ir.engine import Engine
+    from cf2neuro.nir import from_nir, write_nir
+
+    rng = np.random.default_rng(0)
+    g = Graph({"dt": 1e-4})
+    g.add_node("x", "Input", attrs={"shape": [4, 6, 5]})
+    g.add_node("c", "Conv2d", ["x"], params={"weight": rng.normal(0, 1, (8, 2, 3, 1))
+                                             .astype(np.float32)},
+               attrs={"groups": 2, "padding": [1, 0]})
+    g.add_node("n", "CFNeuron", ["c"])
+    g.add_node("y", "Output", ["n"])
+    write_nir(g.validate(), tmp_path / "g.nir")
+    h = from_nir(tmp_path / "g.nir")
+    assert h["c"].attrs["groups"] == 2 and h["c"].shape == (8, 6, 5)
+    x = rng.normal(0, 1, (3, 2, 4, 6, 5)).astype(np.float32)
+    np.testing.assert_array_equal(Engine(h).run(x)["output"].numpy(),
+                                  Engine(g).run(x)["output"].numpy())

@@ -172,10 +172,15 @@ def _conv2d(node: Node, ctx: _Context) -> nir.NIRNode:
     b = node.params.get("bias")
     a = node.attrs
     meta = {} if b is not None else {"has_bias": False}
-    return nir.Conv2d(input_shape=tuple(int(s) for s in ctx.in_shape(node)[1:]), weight=w,
+    conv = nir.Conv2d(input_shape=tuple(int(s) for s in ctx.in_shape(node)[1:]), weight=w,
                       stride=tuple(_pair(a["stride"])), padding=tuple(_pair(a["padding"])),
                       dilation=tuple(_pair(a["dilation"])), groups=int(a["groups"]),
                       bias=np.zeros(w.shape[0], w.dtype) if b is None else b, metadata=meta)
+    # nir 1.0.8 types the input with weight.shape[1] channels (not x groups) and the output
+    # with a square kernel; state both as the IR inferred them
+    conv.input_type = {"input": np.array(ctx.in_shape(node))}
+    conv.output_type = {"output": np.array(node.shape)}
+    return conv
 
 
 def _pool_args(node: Node) -> dict:

@@ -45,8 +45,8 @@ neuron (through Adds) this pass, without changing the float math:
 Identity synapses and gain delays over images are full C x C 1x1
 convolutions (C² convolve2d calls a step in Lava's Conv) while
 `GROUPED_IDENTITY` is off: a grouped one (C²/groups) is exact in the IR, the
-emulator and Lava, but cf2neuro's NIR exporter refuses grouped Conv2d (nir
-1.0.8 types its input with weight.shape[1] channels).
+emulator and Lava (the NIR exporter now writes grouped Conv2d; turning it on
+passes the Lava tests, but the report test still expects the full form).
 
 Refused (UnsupportedError naming the Add): a shallower path that reaches a
 recurrent (back) edge or a node shared with other readers before any spike
@@ -83,9 +83,8 @@ PAYLOADS = frozenset({"SumPool2d", "AvgPool2d", "Flatten"})
 DELAY = "delay"
 IDENTITY = "identity synapse"
 #: Identity synapses over images as grouped 1x1 Conv2d (C²/groups Lava Conv calls a step)
-#: rather than a full C x C one (C² calls). Off while cf2neuro.nir.export cannot write a
-#: grouped Conv2d: nir 1.0.8 types its input as weight.shape[1] channels, not ·groups, and
-#: the exporter's type check refuses the graph.
+#: rather than a full C x C one (C² calls). The NIR exporter writes grouped Conv2d now;
+#: switching this on is the next step (its report test assumes the full form).
 GROUPED_IDENTITY = False
 
 
