@@ -138,9 +138,13 @@ def test_residual_cnn_is_balanced_and_reported_and_the_float_graph_untouched():
     # integer scale S (above 255: the delay carries the rest)
     ident, own, neuron = q["a.add.identity"], q["a.add.identity.delay"], q["a.n2"]
     a, b = int(own.params["weight_mant"].max()), int(ident.params["weight_mant"].max())
-    eye = np.eye(8, dtype=np.int64)[:, :, None, None]
-    assert np.array_equal(own.params["weight_mant"], eye * a)
-    assert np.array_equal(ident.params["weight_mant"], eye * b)
+    for node, gain in ((own, a), (ident, b)):  # each output channel reads its own channel
+        w = node.params["weight_mant"]
+        per = w.shape[1]  # input channels per group (grouped identities: 1)
+        eye = np.zeros((8, per, 1, 1), np.int64)
+        eye[np.arange(8), np.arange(8) % per] = 1
+        assert node.attrs["groups"] * per == 8
+        assert np.array_equal(w, eye * gain)
     assert ident.meta["quant"]["exact"] is True and ident.meta["quant"]["for"] == "a.add"
     assert own.meta["quant"]["gain"] == a and b <= 255
     assert a * b == neuron.meta["quant"]["scale"] == neuron.attrs["fixed_point"]["vth"] > 255

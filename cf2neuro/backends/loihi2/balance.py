@@ -42,11 +42,10 @@ neuron (through Adds) this pass, without changing the float math:
    the synapse's b <= 255: exact, and S is what the other convs allow.
    The delay then carries a·spike (its payload bits grow accordingly).
 
-Identity synapses and gain delays over images are full C x C 1x1
-convolutions (C² convolve2d calls a step in Lava's Conv) while
-`GROUPED_IDENTITY` is off: a grouped one (C²/groups) is exact in the IR, the
-emulator and Lava (the NIR exporter now writes grouped Conv2d; turning it on
-passes the Lava tests, but the report test still expects the full form).
+Identity synapses and gain delays over images are grouped 1x1 convolutions
+(`GROUPED_IDENTITY`: groups = the largest divisor of C up to 127, Lava's int8
+limit), C²/groups convolve2d calls a step in Lava's Conv instead of C² for a
+full C x C one; exact in the IR, the emulator and Lava alike.
 
 Refused (UnsupportedError naming the Add): a shallower path that reaches a
 recurrent (back) edge or a node shared with other readers before any spike
@@ -83,9 +82,8 @@ PAYLOADS = frozenset({"SumPool2d", "AvgPool2d", "Flatten"})
 DELAY = "delay"
 IDENTITY = "identity synapse"
 #: Identity synapses over images as grouped 1x1 Conv2d (C²/groups Lava Conv calls a step)
-#: rather than a full C x C one (C² calls). The NIR exporter writes grouped Conv2d now;
-#: switching this on is the next step (its report test assumes the full form).
-GROUPED_IDENTITY = False
+#: rather than a full C x C one (C² calls); the NIR exporter writes grouped Conv2d.
+GROUPED_IDENTITY = True
 
 
 def is_delay(node: Node) -> bool:
