@@ -10,7 +10,7 @@
 - streaming many samples through one run == one run per sample.
 
 The session fixture creates the runtime (about 1.5 min the first time,
-cached in cf2neuro/backends/loihi2/lava_runtime/.runtime). Without any Python 3.10 these tests skip,
+cached in ~/.cache/cf2neuro/lava-runtime-<hash>). Without any Python 3.10 these tests skip,
 except under CI (CI=true), where that is a failure.
 """
 

@@ -26,7 +26,8 @@ Finding Python 3.10, in this order, each candidate actually *run*
 
 None works: `RuntimeMissingError` saying what to install.
 
-The runtime lives in ``lava_runtime/.runtime`` (ignored by git), or in
+The runtime lives in ``~/.cache/cf2neuro/lava-runtime-<hash of the package path>``
+(``$XDG_CACHE_HOME`` honoured), or in
 ``CF2NEURO_LAVA_RUNTIME`` when that is set. Creating it is idempotent: a stamp
 file keyed by a hash of the runtime package's ``pyproject.toml``, its path and
 the interpreter's version says the environment is complete; a file lock lets
@@ -77,9 +78,18 @@ def lava_package_dir() -> Path:
 
 
 def runtime_dir() -> Path:
-    """Where the runtime's virtual environment lives."""
+    """Where the runtime's virtual environment lives: a cache directory, never the package.
+
+    Outside the source tree (and site-packages, which may be read-only): the
+    user's cache, one directory per runtime package location (a hash of its
+    path), so two checkouts do not rebuild each other's runtime.
+    """
     env = os.environ.get(ENV_RUNTIME)
-    return Path(env).expanduser().resolve() if env else lava_package_dir() / ".runtime"
+    if env:
+        return Path(env).expanduser().resolve()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    key = hashlib.sha256(str(lava_package_dir()).encode()).hexdigest()[:12]
+    return cache / "cf2neuro" / f"lava-runtime-{key}"
 
 
 # --- Python 3.10 ---------------------------------------------------------------
