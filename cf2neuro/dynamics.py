@@ -2,6 +2,7 @@
 
     n, v, u = cf_step(v, x, theta, CFParameters(beta, K, signed))   one CF step (DESIGN §1)
     y = spiking_attention(q, k, v, heads, scale)                    Q·Kᵀ·V·s, no softmax
+    p = attention_product(q, k, v, heads)                           Q·Kᵀ·V (integers stay so)
 
 The training module (`cf2neuro.nn`), the float IR engine and the fixed-point
 back ends import these, so the step lives once (as Norse keeps its neurons).
@@ -48,13 +49,19 @@ def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters):
     return n, u - n * theta, u
 
 
-def spiking_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
-                      scale: float) -> torch.Tensor:
-    """Q·Kᵀ·V·s per head, without softmax, on [..., N, D] (D = heads·d) -> [..., N, D].
+def attention_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      heads: int) -> torch.Tensor:
+    """Q·Kᵀ·V per head, on [..., N, D] (D = heads·d) -> [..., N, D]; dtype kept.
 
     No softmax makes the product associative: Q·(Kᵀ·V) costs N·d² instead of
     N²·d, and on integer spikes both orders give exactly the same sums.
     """
     q, k, v = (t.unflatten(-1, (heads, -1)).transpose(-3, -2) for t in (q, k, v))
-    out = q @ (k.transpose(-2, -1) @ v) * scale
+    out = q @ (k.transpose(-2, -1) @ v)
     return out.transpose(-3, -2).flatten(-2)
+
+
+def spiking_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                      scale: float) -> torch.Tensor:
+    """Spikformer's spiking self-attention: Q·Kᵀ·V·s per head, without softmax."""
+    return attention_product(q, k, v, heads) * scale

@@ -163,6 +163,7 @@ def _run(runner, graph, x, probes, timeout, device=None):
 
 def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_drop) -> dict:
     qgraph = quantize(graph, tgt, calibration=calibration)
+    runner.refuse(qgraph)  # a graph this runner cannot run (Lava: attention), before any work
     neurons = _neurons(qgraph)
     probes = neurons + [f"v:{n}" for n in neurons]
     with torch.no_grad():

@@ -47,6 +47,17 @@ quantized graph the integer mantissas as the runner applies them (Lava's
 Dense drops the LSB, so a mantissa of ±1 may become 0 and its synapse is not
 counted). Sparse weights reduce synops as in NeuroBench.
 
+Attention (Spikformer's Q·Kᵀ·V per head, on spikes; no weights):
+
+- ``synops``: the accumulates the spikes trigger. Kᵀ·V: for each token, every
+  pair of a nonzero k and a nonzero v of the same head (one AC each); Q·(Kᵀ·V):
+  every nonzero q reaches the nonzero entries of its row of Kᵀ·V.
+  ``payload_synops`` weighs each by the payloads' product (|k|·|v|, |q|).
+- ``events``/``payload``: nonzero Q, K, V elements / their sum of |value|.
+- ``dense_macs``: 2·N·d²·heads per step (both products as an ANN computes them).
+- kind ``attention``: energy models price its synops as synaptic operations
+  and say so in their assumptions (no chip has an attention circuit).
+
 Neuron layers (CFNeuron, LIF, IF, CubaLIF):
 
 - ``neuron_updates``: neurons per step (every neuron is updated every step);
@@ -154,14 +165,16 @@ def _next_neurons(graph: Graph, name: str) -> list[str]:
 
 
 def _counted(graph: Graph) -> list[Node]:
-    return [n for n in graph.nodes.values() if n.op in SYNAPTIC_OPS + POOL_OPS + NEURON_OPS]
+    return [n for n in graph.nodes.values()
+            if n.op in SYNAPTIC_OPS + POOL_OPS + NEURON_OPS + ("Attention",)]
 
 
 def needed_probes(graph: Graph) -> list[str]:
     """Probe names a run must record for `count_operations` (inputs of synaptic ops, neurons)."""
     out = []
     for n in _counted(graph):
-        for p in (n.inputs[:1] if n.op not in NEURON_OPS else [n.name]):
+        ins = n.inputs if n.op == "Attention" else n.inputs[:1]
+        for p in (ins if n.op not in NEURON_OPS else [n.name]):
             if p not in out:
                 out.append(p)
     return out
@@ -257,6 +270,10 @@ def count_operations(graph: Graph, run_result: dict, inputs=None, source: str = 
                 "spike_payload": (out.abs().flatten(2).sum(2).sum(1) / B).tolist(),
             }
             continue
+        if node.op == "Attention":
+            counts.layers[node.name] = _attention_counts(node, [fetch(s) for s in node.inputs],
+                                                         _origin(graph, node.inputs[0]), B)
+            continue
         src = node.inputs[0]
         x = fetch(src)
         origin = _origin(graph, src)
@@ -285,6 +302,30 @@ def count_operations(graph: Graph, run_result: dict, inputs=None, source: str = 
                                     "fan_in": int(math.prod(shape_in)), **rec}
     counts.timesteps, counts.samples = int(T or 0), int(B or 0)
     return counts
+
+
+def _attention_counts(node: Node, qkv: list[torch.Tensor], origin: str, B: int) -> dict:
+    """Per-step counts of an Attention (see the module doc) from its Q, K, V [T, B, N, D]."""
+    heads = int(node.attrs["heads"])
+    q, k, v = (t.unflatten(-1, (heads, -1)) for t in qkv)      # [T, B, N, H, d]
+    n_tok, d = q.shape[2], q.shape[4]
+    nz = [(t != 0).to(torch.float64) for t in (q, k, v)]
+    kv_pairs = (nz[1].sum(-1) * nz[2].sum(-1)).sum((2, 3))      # [T, B]
+    kv_load = (k.abs().sum(-1) * v.abs().sum(-1)).sum((2, 3))
+    m = torch.einsum("tbnha,tbnhc->tbhac", k, v)                 # Kᵀ·V per head
+    row_nz = (m != 0).to(torch.float64).sum(-1)                  # [T, B, H, d]
+    q_ops = torch.einsum("tbnha,tbha->tb", nz[0], row_nz)
+    q_load = torch.einsum("tbnha,tbha->tb", q.abs(), row_nz)
+    spiking = origin == "spike"
+    syn, load = ((kv_pairs + q_ops).sum(1) / B).tolist(), ((kv_load + q_load).sum(1) / B).tolist()
+    zero = [0.0] * len(syn)
+    return {"op": "Attention", "kind": "attention", "pooling": False,
+            "source": node.inputs[0], "fan_in": int(n_tok * d),
+            "events": (sum(t.flatten(2).sum(2) for t in nz).sum(1) / B).tolist(),
+            "payload": (sum(t.abs().flatten(2).sum(2) for t in (q, k, v)).sum(1) / B).tolist(),
+            "synops": syn if spiking else zero, "payload_synops": load if spiking else zero,
+            "macs": zero if spiking else syn,
+            "dense_macs": [float(2 * n_tok * d * d * heads)] * len(syn)}
 
 
 __all__ = ["Counts", "count_operations", "needed_probes", "NEURON_OPS", "SYNAPTIC_OPS",

@@ -110,9 +110,15 @@ def energy(counts: Counts, target) -> dict:
                             f"([energy] model = {model!r}); known: {sorted(MODELS)}")
     res = MODELS[model](counts, target)
     measured = bool(target.energy.get("measured", True))
+    attention = [n for n, rec in counts.layers.items() if rec["kind"] == "attention"]
+    if attention:
+        res.setdefault("notes", []).append(
+            f"attention products ({', '.join(attention)}) are priced as synaptic operations, "
+            f"one per spike-triggered accumulate: an assumption, no chip has an attention "
+            f"circuit")
     res.update({
         "target": target.name, "model": model, "measured": measured,
-        "assumptions": [a for a in [target.energy.get("assumption"),
+        "assumptions": res.pop("notes", []) + [a for a in [target.energy.get("assumption"),
                                     None if measured else
                                     f"{target.name}: per-operation energies are NOT published; "
                                     f"the numbers are an assumption, not a measurement"] if a],

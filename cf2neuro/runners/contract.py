@@ -17,6 +17,7 @@ a runner; runners never call the quantizer.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import BadInputError
+from ..errors import BadInputError, UnsupportedError
 from ..ir.engine import check_deadline  # noqa: F401  (for runners)
 from ..ir.graph import Graph
 
@@ -97,4 +98,19 @@ class Runner(ABC):
             want = " or ".join(self.formats)
             raise BadInputError(f"runner {self.name!r} runs {want} graphs; this one is "
                                 f"{'quantized' if fixed else 'float'}")
+        self.refuse(g)
         return g
+
+    @classmethod
+    def refuse(cls, graph: Graph) -> None:
+        """UnsupportedError when the quantizer marked `graph` as one this runner cannot run.
+
+        A back end may quantize a graph that only some of its runners can run
+        (Loihi 2 attention: the emulator and onnxruntime, not Lava); it lists the
+        others with the reason in ``meta["fixed_point"]["runner_refusals"]`` (JSON).
+        """
+        fp = graph.meta.get("fixed_point")
+        raw = fp.get("runner_refusals") if isinstance(fp, dict) else None
+        why = json.loads(raw).get(cls.name) if raw else None
+        if why:
+            raise UnsupportedError(f"runner {cls.name!r} cannot run this graph: {why}")

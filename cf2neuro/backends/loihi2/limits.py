@@ -1,6 +1,9 @@
-"""Limits of Lava's fixed-point processes, refused before any work (DESIGN §4).
+"""What Loihi 2 cannot hold, refused before any work, and the graph steps before quantizing.
 
-    check(graph, target)    the back end's checker: the quantizer's refusals, then these
+    check(graph, target)     the back end's checker: unsupported ops, neurons, sizes,
+                             unbalanceable paths, then Lava's parameter limits
+    steps = prepare(g, target)   in place: refusals, pooling, fan-in splits, residual
+                             balancing and pipeline depths (what `quantize_graph` builds on)
 
 Measured in lava-nc 0.10.0 (`lava/proc/conv/models.py`): the Conv process
 keeps kernel size, stride, padding, dilation and `groups` as int8. A value
@@ -12,12 +15,35 @@ not limited by its channel count: the runtime splits its groups (see
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...errors import UnsupportedError
 from ...ir.graph import Graph
 from ...ir.passes import run_passes
 from ...targets import Target
+from .attention import LAVA_LESS, lava_refusal
+from .balance import balance_paths
+from .lower import SYNAPTIC, avgpool_to_sumpool, pipeline_depths
+from .numerics import LAVA_LIF_OPS
+from .split import split_fan_in
 
 INT8_MAX = 127
+
+NEURONS = frozenset({"CFNeuron"}) | LAVA_LIF_OPS
+SUPPORTED = NEURONS | SYNAPTIC | {"Input", "Output", "Flatten", "Add", "AvgPool2d", *LAVA_LESS}
+#: Ops without any integer form here (Attention, Permute, Mean have one: attention.py).
+NO_FIXED_POINT = {
+    "MaxPool2d": "max pooling has no Lava fixed-point process; use average (sum) pooling",
+    "BatchNorm": "batch norm must be folded into the preceding Conv2d/Linear first "
+                 "(cf2neuro.ir.passes.fold_batchnorm)",
+    "Scale": "an element-wise gain has no Lava process; fold it into a neighbouring weight",
+    "LI": "a leaky integrator reads out a membrane potential; Lava's LIF sends spikes only",
+    "Identity": "internal: identities are removed before quantization",
+}
+
+
+def where(n) -> str:
+    return n.where()
 
 
 def _pair(v) -> tuple[int, int]:
@@ -46,8 +72,64 @@ def check_lava_limits(g: Graph) -> None:
 
 
 def check(g: Graph, target: Target) -> None:
-    """The loihi2 back end's up-front check: what the quantizer refuses, then Lava's limits."""
-    from .quantize import check_graph
+    """The loihi2 back end's up-front check (on a copy of `g`): everything `prepare` refuses,
+    then Lava's parameter limits for graphs Lava will run."""
+    g = run_passes(g)
+    if prepare(g, target)["lava"] is None:
+        check_lava_limits(g)
 
-    check_graph(g, target)
-    check_lava_limits(run_passes(g))
+
+def prepare(g: Graph, target: Target) -> dict:
+    """The graph steps before quantization, in place; {"lava": why Lava cannot run it or None,
+    "split": layers split, "balance": balance_paths' report, "depths": pipeline depths}.
+
+    A graph Lava cannot run (`attention.lava_refusal`) keeps every layer in the
+    same step: no balancing, no pipeline depths, pools that feed Adds keep sums.
+    """
+    refuse_ops(g, target)
+    lava = lava_refusal(g)
+    avgpool_to_sumpool(g, keep_sums=lava is not None)
+    split = split_fan_in(g, target.limit("fan_in"))  # wide layers: several synapse groups
+    g.validate()
+    if lava is not None:
+        return {"lava": lava, "split": split, "balance": {"inserted": 0}, "depths": None}
+    balance = balance_paths(g)  # residual paths: identity synapses and delays (balance.py)
+    g.validate()
+    return {"lava": None, "split": split, "balance": balance, "depths": pipeline_depths(g)}
+
+
+def refuse_ops(g: Graph, target: Target) -> None:
+    """UnsupportedError for the first op, neuron or size the target cannot hold."""
+    bad = [n for n in g.nodes.values() if n.op not in SUPPORTED]
+    if bad:
+        bad.sort(key=lambda n: n.op != "Attention")  # the headline reason first
+        n = bad[0]
+        reason = NO_FIXED_POINT.get(n.op, "cf2neuro has no fixed-point form for it")
+        more = (f" (and {len(bad) - 1} more: {sorted({b.op for b in bad[1:]})})"
+                if len(bad) > 1 else "")
+        raise UnsupportedError(f"target {target.name} cannot run {where(n)}: {reason}{more}")
+    fmt = target.numeric
+    if not fmt.graded_spikes or not fmt.signed_spikes:
+        for n in g.nodes.values():
+            if n.op != "CFNeuron":
+                continue
+            k, s = int(n.attrs["max_spikes"]), bool(n.attrs["signed"])
+            if (s and not fmt.signed_spikes) or (k > 1 and not fmt.graded_spikes):
+                what = " and ".join(x for x in ("signed (negative) spikes" if s else "",
+                                                f"graded spikes up to K={k}" if k > 1 else "")
+                                    if x)
+                raise UnsupportedError(
+                    f"target {target.name} cannot run {where(n)}: it sends {what}, and "
+                    f"{target.name} carries binary spikes only. Train with "
+                    f"--neuron max_spikes=1 --neuron signed=false, or use loihi2")
+    limit, per_core = target.limit("cores"), target.limit("neurons_per_core")
+    if limit and per_core:
+        total = sum(int(np.prod(n.shape)) for n in g.nodes.values() if n.op in NEURONS)
+        if total > limit * per_core:
+            raise UnsupportedError(f"the graph has {total} neurons; target {target.name} holds "
+                                   f"{limit} cores x {per_core} neurons = {limit * per_core} "
+                                   f"(one chip). Use fewer channels or a smaller input "
+                                   f"(--model-option), or use a target without chip limits "
+                                   f"(onnx, cmos45)")
+
+

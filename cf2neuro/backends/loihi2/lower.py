@@ -83,8 +83,12 @@ def graph_latency(graph: Graph, depths: dict[str, int] | None = None) -> int:
     return next(iter(outs.values()))
 
 
-def avgpool_to_sumpool(g: Graph) -> None:
-    """AvgPool2d -> SumPool2d, its 1/k² folded into the consuming Linear/Conv2d weights."""
+def avgpool_to_sumpool(g: Graph, keep_sums: bool = False) -> None:
+    """AvgPool2d -> SumPool2d, its 1/k² folded into the consuming Linear/Conv2d weights.
+
+    With `keep_sums` (graphs Lava does not run), a pool whose 1/k² cannot fold
+    (it feeds an Add) sends its sum and says so: ``meta["sum_scale"] = k²``.
+    """
     for n in [n for n in g.nodes.values() if n.op == "AvgPool2d"]:
         k = n.attrs["kernel"]
         kh, kw = (k, k) if isinstance(k, int) else k
@@ -100,10 +104,15 @@ def avgpool_to_sumpool(g: Graph) -> None:
                 todo.extend(g.consumers(u.name))
             elif u.op in ("Linear", "Conv2d"):
                 users.append(u)
+            elif keep_sums:
+                users = None
+                break
             else:
                 raise UnsupportedError(f"{n.where()} feeds {u.name!r} ({u.op}); its 1/k² can "
                                        f"only fold into a following Linear/Conv2d")
-        for u in users:
+        if users is None:
+            n.meta["sum_scale"] = kh * kw
+        for u in users or []:
             w = u.params["weight"]
             u.params["weight"] = (w.astype(np.float64) / (kh * kw)).astype(w.dtype)
             u.meta["pool_folded"] = [*u.meta.get("pool_folded", []), n.name]

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...dynamics import attention_product
 from ...errors import BadInputError, UnsupportedError
 from ...ir.graph import Graph, Node
 from ...ir.numerics import Stateful
@@ -142,6 +143,8 @@ class FixedPointNumerics:
         "Identity": "identity", "Output": "identity", "Flatten": "flatten", "Add": "add",
         "Linear": "dense", "Conv2d": "conv", "SumPool2d": "sumpool",
         "CFNeuron": "cf_neuron", "LIF": "lava_lif", "IF": "lava_lif", "CubaLIF": "lava_lif",
+        # no Lava process (attention.py): the emulator and onnxruntime run them
+        "Attention": "attention", "Permute": "permute", "Mean": "token_sum",
     }
 
     def __init__(self, device=None, integer_only: bool = False):
@@ -158,7 +161,10 @@ class FixedPointNumerics:
         return lava_dense_weights(w) if node.op == "Linear" else w
 
     def latency(self, graph: Graph) -> int:
-        """Steps Lava's pipeline delays the output (the runners remove them)."""
+        """Steps Lava's pipeline delays the output (the runners remove them); 0 for a graph
+        that Lava does not run (attention.py: every layer in the same step)."""
+        if "runner_refusals" in (graph.meta.get("fixed_point") or {}):
+            return 0
         return graph_latency(graph)
 
     def kernel(self, node: Node, graph: Graph):
@@ -213,7 +219,31 @@ class FixedPointNumerics:
         return lambda x: x.flatten(a, b)
 
     def add(self, node, graph):
-        return lambda *xs: functools.reduce(operator.add, xs)
+        gains = node.attrs.get("fixed_point", {}).get("gains")  # values of different scales
+        if gains is None or all(a == 1 for a in gains):
+            return lambda *xs: functools.reduce(operator.add, xs)
+        return lambda *xs: functools.reduce(operator.add, (x * a for x, a in zip(xs, gains)))
+
+    def permute(self, node, graph):
+        perm = [0, *(p + 1 for p in node.attrs["perm"])]
+        return lambda x: x.permute(perm)
+
+    def token_sum(self, node, graph):
+        """Mean's integer form: the sum (its 1/count is in the consumer's mantissas)."""
+        fixed_point_attrs(node)
+        nd = len(graph[node.inputs[0]].shape)
+        dims = [d % nd + 1 for d in node.attrs["dims"]]
+        return lambda x: x.sum(dims)
+
+    def attention(self, node, graph):
+        """Q·Kᵀ·V per head on integer spikes, exact, sent as P << shift (attention.py)."""
+        e, heads = int(fixed_point_attrs(node)["shift"]), int(node.attrs["heads"])
+        dtype = torch.int64 if self.integer_only else torch.float64  # exact below 2^53
+
+        def run(q, k, v):
+            p = attention_product(q.to(dtype), k.to(dtype), v.to(dtype), heads)
+            return p.to(torch.int64) << e
+        return run
 
     def _message(self, nmb: int):
         """num_message_bits 0: Lava casts the input to bool (graded values become 1)."""
@@ -227,9 +257,6 @@ class FixedPointNumerics:
         fp = fixed_point_attrs(node)
         if "weight_mant" not in node.params:
             raise UnsupportedError(f"{node.where()} has no weight_mant; quantize the graph")
-        if len(graph[node.inputs[0]].shape) != 1:
-            raise UnsupportedError(f"{node.where()}: Lava's Dense maps one vector; this Linear "
-                                   f"acts on {list(graph[node.inputs[0]].shape)} (tokens)")
         w = lava_dense_weights(node.params["weight_mant"])
         w = self._long(w) if self.integer_only else self._double(w)
         exp, msg = int(fp.get("weight_exp", 0)), self._message(int(fp["num_message_bits"]))

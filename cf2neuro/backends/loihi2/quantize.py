@@ -52,14 +52,17 @@ SumPool2d; several through an Add):
    e = 0, its own scale (``output_scale``) and an integer ``bias_int`` the
    runner adds to its output each step.
 7. AvgPool2d becomes SumPool2d with 1/k² folded into its consumer's weights.
+8. Spikformer's ops (Attention, Permute, Mean, Linear over tokens, adds of
+   values) have exact integer forms that the emulator and onnxruntime run
+   and Lava does not (`attention.py`); such a graph says so in
+   ``meta["fixed_point"]["runner_refusals"]`` and the Lava runner refuses it.
 
-Refusals (`UnsupportedError`, with the reason): ops without a fixed-point
-form (Attention, MaxPool2d, Permute, Mean, unfolded BatchNorm, Scale, LI),
-Linear over tokens, reset by subtraction or non-zero v_reset for LIF/IF,
-per-neuron time constants, paths of unequal synaptic depth that cannot be
-balanced (on a recurrent loop, or with no spike source to delay: the Add
-named), a layer over the target's fan-in, more neurons
-than the chip holds, and on binary targets (``loihi``): signed or graded
+Refusals (`UnsupportedError`, with the reason; `limits.py`): ops without a
+fixed-point form (MaxPool2d, unfolded BatchNorm, Scale, LI), reset by
+subtraction or non-zero v_reset for LIF/IF, per-neuron time constants, paths
+of unequal synaptic depth that cannot be balanced (on a recurrent loop, or
+with no spike source to delay: the Add named), a layer over the target's
+fan-in, more neurons than the chip holds, and on binary targets (``loihi``): signed or graded
 (K > 1) spikes, graded inputs, sum pooling.
 
 The report of every node (clipped fraction, rounding errors relative to the
@@ -78,12 +81,11 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ...ir.graph import Graph, Node
-from ...ir.passes import run_passes
 from ...targets import Target
+from .attention import lava_less_source, quantize_attention
 from .balance import (
     IDENTITY,
     add_latency,
-    balance_paths,
     balance_role,
     exact_identities,
     gain_delay,
@@ -92,7 +94,8 @@ from .balance import (
     is_delay,
     quantize_delay,
 )
-from .lower import SYNAPTIC, avgpool_to_sumpool, graph_latency, pipeline_depths
+from .limits import NEURONS, prepare
+from .lower import SYNAPTIC, graph_latency
 from .mapping import (
     NEURON_MAPS,
     QuantOptions,
@@ -109,26 +112,9 @@ from .numerics import (
     payload_bits,
     sign_mode,
 )
-from .split import fan_in, split_fan_in
+from .split import fan_in
 
 log = logging.getLogger(__name__)
-
-NEURONS = frozenset({"CFNeuron"}) | LAVA_LIF_OPS
-SUPPORTED = NEURONS | SYNAPTIC | {"Input", "Output", "Flatten", "Add", "AvgPool2d"}
-NO_FIXED_POINT = {
-    "Attention": "spiking self-attention multiplies two activations; Lava has no process "
-                 "for it (only fixed weights)",
-    "MaxPool2d": "max pooling has no Lava fixed-point process; use average (sum) pooling",
-    "Permute": "no Lava process permutes a tensor between layers",
-    "Mean": "no Lava process averages over tokens or dims",
-    "BatchNorm": "batch norm must be folded into the preceding Conv2d/Linear first "
-                 "(cf2neuro.ir.passes.fold_batchnorm)",
-    "Scale": "an element-wise gain has no Lava process; fold it into a neighbouring weight",
-    "LI": "a leaky integrator reads out a membrane potential; Lava's LIF sends spikes only",
-    "Identity": "internal: identities are removed before quantization",
-}
-
-
 
 # --- the quantizer ----------------------------------------------------------------
 
@@ -141,8 +127,10 @@ class _Source:
 
 
 class _Quantizer:
-    def __init__(self, g: Graph, target: Target, opts: QuantOptions, inp: dict):
+    def __init__(self, g: Graph, target: Target, opts: QuantOptions, inp: dict,
+                 lava: bool = True):
         self.g, self.t, self.fmt, self.opts, self.inp = g, target, target.numeric, opts, inp
+        self.lava = lava  # False: a graph only the emulator/onnxruntime run (attention.py)
         self.back = g.back_edges()
         self.scale_out: dict[str, float] = {}   # synaptic op -> scale of its integer output
         self.gain: dict[str, int] = {}          # private delay -> its integer gain (else 1)
@@ -163,16 +151,18 @@ class _Quantizer:
             return _Source(1.0, k, s, k == 1 and not s)
         if n.op in LAVA_LIF_OPS:
             return _Source(1.0, 1, False, True)
-        if n.op == "Flatten":
+        if n.op in ("Flatten", "Permute"):
             return self.source(n.inputs[0])
         if n.op == "SumPool2d":
             s = self.source(n.inputs[0])
             k = n.attrs["kernel"]
             k = k[0] * k[1] if isinstance(k, list) else k * k
-            return _Source(s.sigma, s.maxabs * k, s.signed, False)
+            return _Source(s.sigma * n.meta.get("sum_scale", 1), s.maxabs * k, s.signed, False)
         if n.op in ("Linear", "Conv2d"):
             self.synaptic_chain(n)
             return _Source(self.scale_out[name], STATE_MAX, True, False)
+        if not self.lava and n.op in ("Add", "Mean", "Attention"):
+            return _Source(*lava_less_source(self, n), False)
         raise UnsupportedError(f"{where(n)} feeds a synaptic op, but Lava has no way to send "
                                f"its {n.op} output as spikes")
 
@@ -200,7 +190,7 @@ class _Quantizer:
             readers = self.g.consumers(p.name)
             if p.op == "Add":
                 todo.extend(p.inputs)
-            elif p.op in SYNAPTIC:
+            elif p.op in SYNAPTIC or (p.op == "Attention" and not self.lava):
                 out.append(p)
             else:
                 raise UnsupportedError(
@@ -225,7 +215,14 @@ class _Quantizer:
         # CF: vth < 2^17 keeps 64 θ of 24-bit state; Lava LIF's state is 64·vth per θ, so
         # its cap is lower (4096: 32 θ of headroom for negative excursions).
         vth_cap = fmt.vth_max if nm.kind == "cf" else min(fmt.vth_max, opts.lif_vth_max)
-        if fixed:
+        attn = [p for p in prods if p.op == "Attention"]
+        if attn:
+            if len(prods) != 1:
+                raise UnsupportedError(f"{where(n)}: attention feeds it together with {prods}; "
+                                       f"an attention output must feed a neuron alone")
+            target = opts.cf_vth if nm.kind == "cf" else opts.lif_vth
+            scale = quantize_attention(self, attn[0], n, nm, target, vth_cap)
+        elif fixed:
             gains = np.unique(np.round(nm.gain, 12))
             if gains.size != 1 or gains[0] <= 0:
                 raise UnsupportedError(f"{where(n)}: sum pooling feeds it directly, so its "
@@ -262,7 +259,8 @@ class _Quantizer:
         lo, hi = fmt.bias_mant_range
         fits = hi * 2.0 ** fmt.bias_exp_max
         big = float(np.abs(bias_f).max(initial=0.0)) * nm.state_units
-        while not fixed and big * scale > fits and round(scale * nm.theta / 2) >= 4 * opts.min_vth:
+        while not (fixed or attn) and big * scale > fits \
+                and round(scale * nm.theta / 2) >= 4 * opts.min_vth:
             scale /= 2
         scale = exact_identities(self, prods, eff, scale)  # identity synapses stay exact
         vth = int(round(scale * nm.theta))
@@ -272,7 +270,7 @@ class _Quantizer:
         if vth < opts.min_vth:
             notes.append(f"vth = {vth} < {opts.min_vth}: threshold resolution costs accuracy")
         # Producers' mantissas at that scale.
-        for p in prods:
+        for p in (p for p in prods if p.op != "Attention"):  # attention: self.attention
             self.synaptic(p, scale, eff.get(p.name))
         if nm.bias_factor != 1.0 and np.any(self._bias(prods, n) != 0):
             notes.append("CubaLIF input bias: Lava adds bias to v, not to the current; its "
@@ -309,12 +307,16 @@ class _Quantizer:
 
     def _effective(self, p: Node, n: Node, gain: np.ndarray):
         """(float weights with the neuron's per-neuron gain folded in, clip value)."""
-        if p.op == "SumPool2d":
+        if p.op in ("SumPool2d", "Attention"):
             return None
         w = np.asarray(p.params["weight"], np.float64)
         g = np.broadcast_to(gain, n.shape)
         if p.op == "Linear":
-            w = w * g.reshape(-1, 1)
+            gt = g.reshape(-1, w.shape[0])  # tokens x features: one gain per feature
+            if not np.allclose(gt, gt[:1], rtol=1e-9, atol=0):
+                raise UnsupportedError(f"{where(n)}: its per-neuron gain varies across tokens; "
+                                       f"a token-wise Linear folds one gain per feature")
+            w = w * gt[0].reshape(-1, 1)
         else:
             gc = g.reshape(g.shape[0], -1)
             if not np.allclose(gc, gc[:, :1], rtol=1e-9, atol=0):
@@ -330,6 +332,9 @@ class _Quantizer:
             src = self.source(p.inputs[0])
             if p.op == "SumPool2d":
                 total += src.maxabs / src.sigma * scale
+                continue
+            if p.op == "Attention":
+                total += p.meta["quant"]["max_abs"]
                 continue
             w, _ = eff[p.name]
             rows = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
@@ -353,7 +358,7 @@ class _Quantizer:
         full = mant_full(sign_mode(w), fmt)
         fp: dict = {}
         if p.op == "Linear":
-            if len(self.g[p.inputs[0]].shape) != 1:
+            if len(self.g[p.inputs[0]].shape) != 1 and self.lava:
                 raise UnsupportedError(f"{where(p)} acts on {list(self.g[p.inputs[0]].shape)} "
                                        f"(tokens); Lava's Dense maps one vector")
             e = math.ceil(math.log2(scale * c / (sigma * full)) - 1e-9) if c > 0 else 0
@@ -424,54 +429,11 @@ class _Quantizer:
                 self.synaptic_chain(n)
             elif n.op == "SumPool2d" and n.name not in self.scale_out:
                 self.synaptic(n, self.source(n.inputs[0]).sigma, None)
+            elif n.op in ("Add", "Mean", "Attention") and not self.lava:
+                self.source(n.name)  # value adds' gains, token sums, attention read by no neuron
 
 
-# --- graph-level steps ------------------------------------------------------------
-
-def check_graph(g: Graph, target: Target) -> None:
-    """Refuse, before any work, what `target` cannot run: UnsupportedError naming the node
-    (paths that `balance_paths` cannot balance included; on a copy of `g`)."""
-    g = run_passes(g)
-    _refuse(g, target)
-    avgpool_to_sumpool(g)
-    split_fan_in(g, target.limit("fan_in"))
-    balance_paths(g.validate())
-    pipeline_depths(g.validate())
-
-
-def _refuse(g: Graph, target: Target) -> None:
-    bad = [n for n in g.nodes.values() if n.op not in SUPPORTED]
-    if bad:
-        bad.sort(key=lambda n: n.op != "Attention")  # the headline reason first
-        n = bad[0]
-        reason = NO_FIXED_POINT.get(n.op, "cf2neuro has no fixed-point form for it")
-        more = (f" (and {len(bad) - 1} more: {sorted({b.op for b in bad[1:]})})"
-                if len(bad) > 1 else "")
-        raise UnsupportedError(f"target {target.name} cannot run {where(n)}: {reason}{more}")
-    fmt = target.numeric
-    if not fmt.graded_spikes or not fmt.signed_spikes:
-        for n in g.nodes.values():
-            if n.op != "CFNeuron":
-                continue
-            k, s = int(n.attrs["max_spikes"]), bool(n.attrs["signed"])
-            if (s and not fmt.signed_spikes) or (k > 1 and not fmt.graded_spikes):
-                what = " and ".join(x for x in ("signed (negative) spikes" if s else "",
-                                                f"graded spikes up to K={k}" if k > 1 else "")
-                                    if x)
-                raise UnsupportedError(
-                    f"target {target.name} cannot run {where(n)}: it sends {what}, and "
-                    f"{target.name} carries binary spikes only. Train with "
-                    f"--neuron max_spikes=1 --neuron signed=false, or use loihi2")
-    limit, per_core = target.limit("cores"), target.limit("neurons_per_core")
-    if limit and per_core:
-        total = sum(int(np.prod(n.shape)) for n in g.nodes.values() if n.op in NEURONS)
-        if total > limit * per_core:
-            raise UnsupportedError(f"the graph has {total} neurons; target {target.name} holds "
-                                   f"{limit} cores x {per_core} neurons = {limit * per_core} "
-                                   f"(one chip). Use fewer channels or a smaller input "
-                                   f"(--model-option), or use a target without chip limits "
-                                   f"(onnx, cmos45)")
-
+# --- the back end's step ------------------------------------------------------------
 
 def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dict) -> Graph:
     """Give every computing node of the folded float graph `g` its Loihi 2 integer form.
@@ -481,21 +443,16 @@ def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dic
     g.meta["fixed_point"]; returns `g`.
     """
     opts = options or QuantOptions()
-    _refuse(g, tgt)
-    avgpool_to_sumpool(g)
-    split = split_fan_in(g, tgt.limit("fan_in"))  # wide layers: several synapse groups
-    g.validate()
-    balance = balance_paths(g)  # residual paths: identity synapses and delays (balance.py)
-    g.validate()
-    depths = pipeline_depths(g)
-    latency = graph_latency(g, depths)
-    q = _Quantizer(g, tgt, opts, inp)
+    steps = prepare(g, tgt)  # refusals, pooling, fan-in splits, balancing, depths (limits.py)
+    split, balance, depths = steps["split"], steps["balance"], steps["depths"]
+    latency = 0 if depths is None else graph_latency(g, depths)
+    q = _Quantizer(g, tgt, opts, inp, lava=steps["lava"] is None)
     q.run()
     out_node = g[g.outputs[0]]
     src = g[out_node.inputs[0]]
     out_scale = q.scale_out.get(src.name, 1.0) if src.op in ("Linear", "Conv2d", "SumPool2d") \
         else 1.0
-    for name, d in depths.items():
+    for name, d in (depths or {}).items():
         n = g[name]
         if n.op in ("Add", "Identity"):
             continue
@@ -505,6 +462,8 @@ def quantize_graph(g: Graph, tgt: Target, options: QuantOptions | None, inp: dic
                              "latency": int(latency), "output_scale": float(out_scale)}
     if split:
         g.meta["fixed_point"]["split_layers"] = int(split)
+    if steps["lava"] is not None:  # the Lava runner refuses it before any work
+        g.meta["fixed_point"]["runner_refusals"] = json.dumps({"lava": steps["lava"]})
     if balance["inserted"]:
         balance = add_latency(balance, latency)
         g.meta["fixed_point"]["balance"] = json.dumps(balance, sort_keys=True)

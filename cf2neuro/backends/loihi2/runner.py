@@ -314,6 +314,7 @@ def run_lava(qgraph, x, probes: Iterable[str] = (), timeout: float | None = None
     if not isinstance(qgraph.meta.get("fixed_point"), dict):
         raise BadInputError("the lava runner runs quantized graphs; quantize it first "
                             "(cf2neuro.quant.quantize(graph, 'loihi2', calibration=x))")
+    LavaRunner.refuse(qgraph)  # quantized for other runners only (attention): before any work
     xi = integer_inputs(qgraph, x)
     with tempfile.TemporaryDirectory(prefix="cf2neuro-lava-graph-") as tmp:
         path = Path(tmp) / "graph.nir"
