@@ -1,7 +1,7 @@
 """Every zoo network on every target: deployed, or refused up front with the reason.
 
     .venv/bin/python benchmarks/deploy_matrix.py --table docs/deploy_matrix.md   # the docs table
-    .venv/bin/python benchmarks/deploy_matrix.py --run [--epochs 3] [--lava-samples 4]
+    .venv/bin/python benchmarks/deploy_matrix.py --run [--epochs 3] [--lava-samples 4] [--cifar 100]
 
 `--table` builds each zoo network (untrained, at its natural input: digits
 [1, 8, 8] for the small ones, CIFAR [3, 32, 32] for the deep ones), traces it
@@ -10,10 +10,13 @@ back end's checker and quantizer, calibrated on inputs shaped like the data),
 then writes the matrix as Markdown: the docs table is this script's output,
 never edited by hand (tests/test_deploy_matrix.py checks it is current).
 
-`--run` trains the digits-sized networks briefly and runs each deployable
-cell: float reference, emulator, Lava (the first `--lava-samples` test
-samples) and onnxruntime, and prints per cell the exact match emulator vs
-runner, float vs quantized accuracy and seconds per sample per runner.
+`--run` trains the digits-sized networks briefly (and with `--cifar N` the
+CIFAR-sized ones on N generated images in CIFAR-10's binary format) and runs
+each cell: float reference and float ONNX (argmax agreement, "a"), then per
+fixed-point target the emulator, onnxruntime and Lava (the first
+`--lava-samples` test samples), printing the exact match emulator vs runner,
+float vs quantized accuracy and seconds per sample per runner (each runner's
+start and export included: one call per cell), or the refusal and its reason.
 """
 
 from __future__ import annotations
@@ -111,11 +114,72 @@ def table(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_cells(epochs: int, lava_samples: int) -> None:
-    from cf2neuro.checkpoint import checkpoint_graph
+def cifar_files(root: Path, train: int, test: int, seed: int = 0) -> Path:
+    """Generated files in CIFAR-10's binary format: one colour pattern per class plus noise."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from data_files import write_cifar_bin  # the tests' writer, by the published format
+
+    rng = np.random.default_rng(seed)
+    proto = rng.integers(0, 256, (10, 3, 32, 32))
+    for name, n in [*((f"data_batch_{i}.bin", train // 5) for i in range(1, 6)),
+                    ("test_batch.bin", test)]:
+        labels = rng.integers(0, 10, n)
+        noise = rng.integers(-60, 61, (n, 3, 32, 32))
+        write_cifar_bin(root / name, np.clip(proto[labels] + noise, 0, 255), labels)
+    return root
+
+
+def _cell(name, target, runner, result, exact="-", f_acc=None, q_acc=None, sec=None):
+    acc = f"{100 * f_acc:9.2f}{100 * q_acc:9.2f}" if f_acc is not None else " " * 18
+    print(f"{name:<14}{target:<8}{runner:<12}{result:<10}{exact:>8}{acc}"
+          f"{'' if sec is None else f'{sec:10.5f}'}", flush=True)
+
+
+def _timed(runner: str, graph, x: np.ndarray):
     from cf2neuro.runners import RunRequest, get_runner
-    from cf2neuro.train import TrainConfig, train
+
+    t0 = time.perf_counter()
+    out = get_runner(runner).run(RunRequest(graph, x)).outputs["output"]
+    return out, (time.perf_counter() - t0) / x.shape[1]
+
+
+def run_network(name: str, ckpt: Path, lava_samples: int, data: str | None = None) -> None:
+    """Every target's cells for one trained checkpoint (see the module doc)."""
+    from cf2neuro.checkpoint import checkpoint_graph
     from cf2neuro.verify import calibration_inputs, test_inputs
+
+    x, labels = test_inputs(ckpt, data)
+    xs = x.numpy()
+    graph = checkpoint_graph(ckpt)
+    ref, t_ref = _timed("reference", graph, xs)
+    f_acc = (ref.sum(0).argmax(-1) == labels).mean()
+    _cell(name, "float", "reference", "deployed", "-", f_acc, f_acc, t_ref)
+    onnx, t_onnx = _timed("onnxruntime", graph, xs)  # the float ONNX target
+    agree = (onnx.sum(0).argmax(-1) == ref.sum(0).argmax(-1)).mean()
+    _cell(name, "onnx", "onnxruntime", "deployed", f"{100 * agree:6.1f}%a", sec=t_onnx)
+    calibration = calibration_inputs(ckpt, data)
+    for target in ("loihi2", "loihi"):
+        why = deployable(graph, target, calibration=calibration)
+        if why is not None:
+            print(f"{name:<14}{target:<8}{'-':<12}refused: {short(why, 90)}", flush=True)
+            continue
+        q = quantize(graph, target, calibration=calibration)
+        emu, t_emu = _timed("emulator", q, xs)
+        q_acc = (emu.sum(0).argmax(-1) == labels).mean()
+        _cell(name, target, "emulator", "deployed", "-", f_acc, q_acc, t_emu)
+        refusals = json.loads(q.meta["fixed_point"].get("runner_refusals", "{}"))
+        for runner, n in (("onnxruntime", xs.shape[1]), ("lava", lava_samples)):
+            if runner in refusals:
+                print(f"{name:<14}{target:<8}{runner:<12}refused: {short(refusals[runner], 90)}")
+                continue
+            res, sec = _timed(runner, q, xs[:, :n])
+            exact = float((res == emu[:, :n]).all(axis=(0, 2)).mean())
+            _cell(name, target, runner, "deployed", f"{100 * exact:7.1f}%", sec=sec)
+
+
+def run_cells(epochs: int, lava_samples: int, cifar: int, cifar_epochs: int,
+              cifar_lava_samples: int) -> None:
+    from cf2neuro.train import TrainConfig, train
 
     print(f"{'network':<14}{'target':<8}{'runner':<12}{'result':<10}{'exact':>8}"
           f"{'float %':>9}{'quant %':>9}{'s/sample':>10}")
@@ -123,30 +187,15 @@ def run_cells(epochs: int, lava_samples: int) -> None:
         for name in [n for n in model_names() if NATURAL.get(n) is DIGITS]:
             ckpt = Path(tmp) / name
             train(TrainConfig(model=name, epochs=epochs), ckpt, progress=False)
-            x, labels = test_inputs(ckpt)
-            graph = checkpoint_graph(ckpt)
-            ref = get_runner("reference").run(RunRequest(graph, x.numpy())).outputs["output"]
-            f_acc = (ref.sum(0).argmax(-1) == labels).mean()
-            for target in ("loihi2", "loihi"):
-                why = deployable(graph, target, calibration=calibration_inputs(ckpt))
-                if why is not None:
-                    print(f"{name:<14}{target:<8}{'-':<12}refused: {short(why, 90)}")
-                    continue
-                q = quantize(graph, target, calibration=calibration_inputs(ckpt))
-                t0 = time.perf_counter()
-                emu = get_runner("emulator").run(RunRequest(q, x.numpy()))
-                t_emu = (time.perf_counter() - t0) / x.shape[1]
-                q_acc = (emu.outputs["output"].sum(0).argmax(-1) == labels).mean()
-                print(f"{name:<14}{target:<8}{'emulator':<12}{'deployed':<10}{'-':>8}"
-                      f"{100 * f_acc:9.2f}{100 * q_acc:9.2f}{t_emu:10.5f}")
-                for runner, n in (("onnxruntime", x.shape[1]), ("lava", lava_samples)):
-                    xs = x[:, :n].numpy()
-                    t0 = time.perf_counter()
-                    res = get_runner(runner).run(RunRequest(q, xs)).outputs["output"]
-                    sec = (time.perf_counter() - t0) / n
-                    exact = float((res == emu.outputs["output"][:, :n]).all(axis=(0, 2)).mean())
-                    print(f"{name:<14}{target:<8}{runner:<12}{'deployed':<10}"
-                          f"{100 * exact:7.1f}%{'':>18}{sec:10.5f}")
+            run_network(name, ckpt, lava_samples)
+        if not cifar:
+            return
+        root = cifar_files(Path(tmp) / "cifar", train=cifar, test=max(10, cifar // 5))
+        for name in [n for n in model_names() if NATURAL.get(n) is CIFAR]:
+            ckpt = Path(tmp) / name
+            train(TrainConfig(model=name, data="cifar10", data_root=str(root),
+                              epochs=cifar_epochs, timesteps=T), ckpt, progress=False)
+            run_network(name, ckpt, cifar_lava_samples)
 
 
 def main():
@@ -155,6 +204,11 @@ def main():
     ap.add_argument("--run", action="store_true", help="train and run the deployable cells")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lava-samples", type=int, default=4)
+    ap.add_argument("--cifar", type=int, default=0, metavar="N",
+                    help="also train the CIFAR-sized networks on N generated CIFAR-format "
+                         "training images (0: skip them)")
+    ap.add_argument("--cifar-epochs", type=int, default=1)
+    ap.add_argument("--cifar-lava-samples", type=int, default=2)
     args = ap.parse_args()
     logging.getLogger("cf2neuro.nir.export").setLevel(logging.ERROR)
     if args.table:
@@ -162,7 +216,8 @@ def main():
         Path(args.table).write_text(text)
         print(text)
     if args.run:
-        run_cells(args.epochs, args.lava_samples)
+        run_cells(args.epochs, args.lava_samples, args.cifar, args.cifar_epochs,
+                  args.cifar_lava_samples)
     if not (args.table or args.run):
         sys.stdout.write(table(matrix()))
 
