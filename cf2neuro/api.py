@@ -33,7 +33,7 @@ import numpy as np
 from .backends import all_backends, load_ref
 from .checkpoint import checkpoint_graph
 from .errors import BadInputError
-from .fileio import atomic_path
+from .fileio import atomic_path, check_output_file
 from .runners import RunRequest, get_runner, runner_names
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = Fa
     if suffix not in exporters:
         raise BadInputError(f"cannot tell the format of {out_path}: export writes "
                             f"{', '.join(sorted(exporters))} (or pass --format)")
+    check_output_file(out_path, "the export file")  # before any work
     from .checkpoint import load_checkpoint
 
     _, config, _ = load_checkpoint(ckpt_dir)
@@ -193,6 +194,8 @@ def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: floa
     torch-based runner (reference, emulator) there. `timeout` (seconds)
     stops any runner that runs longer.
     """
+    if out is not None:
+        check_output_file(out, "the results file")  # before any work
     r = get_runner(runner)
     if device is not None and not r.uses_device:
         users = [n for n in runner_names() if get_runner(n).uses_device]

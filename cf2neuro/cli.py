@@ -86,7 +86,10 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_verify(args) -> int:
+    from .fileio import check_output_dir
     from .verify import verify
+
+    check_output_dir(args.report, "--report")  # before any work
 
     r = verify(args.checkpoint, target=args.target, data=args.data, runner=args.runner,
                limit=args.limit, max_drop=args.max_drop, report_dir=args.report,
@@ -116,6 +119,9 @@ def _cmd_verify(args) -> int:
 
 def _cmd_energy(args) -> int:
     from .energy import energy_report, write_energy_report
+    from .fileio import check_output_dir
+
+    check_output_dir(args.report, "--report")  # before any work
 
     report = energy_report(args.checkpoint, targets=args.target, data=args.data,
                            limit=args.limit, progress=not args.quiet,

@@ -19,7 +19,7 @@ from . import api
 from .checkpoint import checkpoint_graph, load_checkpoint
 from .data import encode, load_dataset, method_for
 from .errors import CheckFailedError, RuntimeMissingError
-from .fileio import write_json
+from .fileio import check_output_dir, write_json
 from .ir.engine import Engine
 from .nir import from_nir
 from .quant import quantize
@@ -43,7 +43,7 @@ def run_demo(out_dir="cf2neuro-demo", seed: int = 0, progress: bool = True) -> d
     sample differently from the trained PyTorch model, or verification fails
     (after the report is written, so it can be read).
     """
-    out = Path(out_dir)
+    out = check_output_dir(out_dir, "the demo's output directory")  # before any work
     t0 = time.perf_counter()
     cfg = TrainConfig(seed=seed)
     ckpt = out / "checkpoint"

@@ -22,6 +22,7 @@ from . import checkpoint as ckpt
 from .data import encode, load_dataset, method_for
 from .device import pick_device
 from .errors import ConfigError, UnsupportedError
+from .fileio import locked_dir
 from .losses import pn_balance_loss, recording_potentials, task_loss
 from .nn import functional as cff
 from .nn.models import build_model
@@ -195,9 +196,17 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True
           on_epoch=None) -> dict:
     """Train, evaluate each epoch, checkpoint to out_dir; returns metrics.json's dict.
 
-    `on_epoch(epoch)` is called after each epoch's checkpoint is written.
+    `on_epoch(epoch)` is called after each epoch's checkpoint is written. The
+    directory is locked while training (`fileio.locked_dir`): a second run into
+    it is refused at once (in a distributed run, rank 0 holds the lock).
     """
-    out = Path(out_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(cfg, Path(out_dir), resume, progress, on_epoch)
+    with locked_dir(out_dir, "checkpoint directory"):
+        return _train(cfg, Path(out_dir), resume, progress, on_epoch)
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_epoch) -> dict:
     if resume:
         cfg = _resume_config(out, cfg)
     if cfg.lr is None:  # recorded resolved, so config.json says what ran
