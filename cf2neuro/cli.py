@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import Cf2NeuroError
+from .signals import exit_status, stop_on_signals
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        with stop_on_signals():
+            return args.func(args)
     except Cf2NeuroError as e:
         # one line; a runner's log (the lines after the first) only with -v
         first, *detail = str(e).splitlines() or [type(e).__name__]
@@ -349,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         if detail and args.verbose:
             print("\n".join(detail), file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"cf2neuro {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: runtimes stopped, no partial file
+        status, name = exit_status(e)
+        print(f"cf2neuro {args.command}: stopped by {name}; runtimes stopped, nothing "
+              f"half-written (rerun to start again)", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":
