@@ -67,15 +67,61 @@ def read_json(path: Path) -> dict:
                               f"with `cf2neuro train`") from None
 
 
+def read_config(directory) -> dict:
+    """config.json of a checkpoint directory, which must hold a JSON object."""
+    path = Path(directory) / CONFIG
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(config).__name__}, not the object "
+                              f"`cf2neuro train` writes; re-create the checkpoint")
+    for key in ("model", "train", "data"):
+        if key in config and not isinstance(config[key], dict):
+            raise CheckpointError(f"{path}: its {key!r} section is not an object (it is "
+                                  f"{type(config[key]).__name__} {config[key]!r:.40}); "
+                                  f"re-create the checkpoint with `cf2neuro train`")
+    return config
+
+
+def check_weights(state: dict, model: nn.Module, where) -> None:
+    """Every tensor the model has, with its shape, a float dtype where the model's is
+    float, and finite values: a NaN weight otherwise runs as garbage that still "passes"."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{where} does not fit the model its config describes: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}; use the "
+                              f"config.json written with these weights")
+    for key, want in expected.items():
+        got = state[key]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(f"{where}: tensor {key!r} is shaped {list(got.shape)} but "
+                                  f"the model in config.json needs {list(want.shape)}; use "
+                                  f"the config.json written with these weights")
+        if want.is_floating_point() and not got.is_floating_point():
+            raise CheckpointError(f"{where}: tensor {key!r} is {got.dtype}, not a float "
+                                  f"type; cf2neuro writes float32 weights. Re-train or "
+                                  f"convert it to float32")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            bad = int((~torch.isfinite(got)).sum())
+            raise CheckpointError(f"{where}: tensor {key!r} holds {bad} NaN or infinite "
+                                  f"value(s); the training diverged or the file was edited. "
+                                  f"Re-train (a lower --lr) or restore the weights")
+
+
 def load_checkpoint(directory, map_location: str | torch.device = "cpu"):
     """Return (model, config, metrics) from a checkpoint directory."""
-    from .nn.models import build_model
+    from .nn.models import build_model, check_fits, estimate_memory
 
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
-    config = read_json(directory / CONFIG)
+    config = read_config(directory)
     metrics = read_json(directory / METRICS) if (directory / METRICS).is_file() else {}
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{directory / METRICS} holds a JSON "
+                              f"{type(metrics).__name__}, not an object; delete it or "
+                              f"re-create the checkpoint")
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")
@@ -83,9 +129,13 @@ def load_checkpoint(directory, map_location: str | torch.device = "cpu"):
     if expected and _sha256(weights) != expected:
         raise CheckpointError(f"{weights} is corrupted or truncated (its SHA-256 does not match "
                               f"{directory / CONFIG}); restore it or re-train")
-    if "model" not in config or "name" not in config.get("model", {}):
-        raise CheckpointError(f"{directory / CONFIG} has no model section with a name")
-    try:
+    if not isinstance(config.get("model", {}).get("name"), str):
+        raise CheckpointError(f"{directory / CONFIG} has no model section with a name; "
+                              f"re-create the checkpoint with `cf2neuro train`")
+    try:  # a config naming a huge model is refused with its size, before any allocation
+        size = estimate_memory(config["model"]["name"], config["model"])
+        check_fits(size["parameter_bytes"], f"the model in {directory / CONFIG} "
+                   f"({size['parameters']:,} parameters)", fix="Check its model section")
         model = build_model(config["model"]["name"], config["model"])
     except Cf2NeuroError as e:
         raise CheckpointError(f"{directory / CONFIG}: {e}") from None
@@ -93,6 +143,7 @@ def load_checkpoint(directory, map_location: str | torch.device = "cpu"):
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({e})") from None
+    check_weights(state, model, weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

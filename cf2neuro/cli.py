@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -24,6 +25,37 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+# Option converters: argparse turns their ArgumentTypeError into one line and exit 2,
+# before any work (the API functions check the same values for Python callers).
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _number(text: str, low: float = 0.0, strict: bool = True) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number {'>' if strict else '>='} {low:g}, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _number(text)
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, strict=False)
 
 
 def _cmd_train(args) -> int:
@@ -227,15 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a CF network and write a checkpoint")
     p.add_argument("--model", default=d.model)
     p.add_argument("--data", default=d.data)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--timesteps", type=int, default=d.timesteps)
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    p.add_argument("--timesteps", type=_positive_int, default=d.timesteps)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", required=True, help="checkpoint directory")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr,
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=_positive, default=d.lr,
                    help="Adam's starting rate (default: the model's own, 1e-2 small, 1e-3 deep)")
     p.add_argument("--loss", choices=["ce", "tet"], default=d.loss)
-    p.add_argument("--pn-lambda", type=float, default=d.pn_lambda,
+    p.add_argument("--pn-lambda", type=_non_negative, default=d.pn_lambda,
                    help="weight of the positive-negative balanced loss (0 = off)")
     p.add_argument("--encoding", choices=["direct", "poisson"], default=d.encoding)
     p.add_argument("--no-augment", action="store_true")
@@ -269,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="refuse what NIR cannot state on its own (CF: graded/signed spikes, "
                         "reset by subtraction)")
-    p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--dt", type=_positive, default=None, metavar="SECONDS",
                    help="seconds per step written into the graph (default 1e-4, snnTorch's)")
     p.set_defaults(func=_cmd_export)
 
@@ -277,10 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="CKPT_DIR|FILE.nir|FILE.onnx")
     p.add_argument("--runner", default="reference",
                    help="reference, emulator, lava, onnxruntime (cf2neuro targets lists them)")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
                    help="stop the runner after this long (default: the runner's own)")
     p.add_argument("--target", default=None, metavar="NAME")
-    p.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--dt", type=_positive, default=None, metavar="SECONDS",
                    help="the exporting framework's step; NIR graphs with LIF/LI/CubaLIF need it "
                         "unless the file states it")
     p.add_argument("--inputs", required=True, metavar="IN.npz",
@@ -312,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CKPT_DIR")
     p.add_argument("--target", default="all", metavar="NAME|all")
     p.add_argument("--data", required=True, metavar="NAME")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N test samples")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="first N test samples")
     p.add_argument("--report", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_overrides(p)

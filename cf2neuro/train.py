@@ -19,9 +19,9 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from . import checkpoint as ckpt
-from .data import encode, load_dataset, method_for
+from .data import encode, load_dataset, method_for, require_samples
 from .device import pick_device
-from .errors import ConfigError, UnsupportedError
+from .errors import CheckpointError, ConfigError, UnsupportedError
 from .fileio import locked_dir
 from .losses import pn_balance_loss, recording_potentials, task_loss
 from .nn import functional as cff
@@ -66,15 +66,71 @@ class TrainConfig:
     target: str | None = None      # refuse up front a model this target cannot run
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict, where: str = "the training config") -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where} must be a JSON object of training options, got a "
+                              f"{type(d).__name__}; re-create it with `cf2neuro train`")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(str, set(d) - known))
         if unknown:
-            raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+            raise ConfigError(f"{where}: unknown training option(s) {unknown}; known: "
+                              f"{sorted(known)}")
+        return check_config(cls(**d), where)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# What each option may hold: (check, what it must be). A value outside is refused
+# before anything runs: a NaN rate or a zero batch otherwise fails deep inside torch.
+def _is_int(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _is_number(v, low: float, strict: bool) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > low if strict else v >= low))
+
+
+_OPTION_CHECKS = {
+    "model": (lambda v: isinstance(v, str) and v != "", "a model name"),
+    "data": (lambda v: isinstance(v, str) and v != "", "a data-set name"),
+    "epochs": (lambda v: _is_int(v, 1), "an int >= 1"),
+    "timesteps": (lambda v: _is_int(v, 1), "an int >= 1"),
+    "batch_size": (lambda v: _is_int(v, 1), "an int >= 1"),
+    "lr": (lambda v: v is None or _is_number(v, 0.0, True), "a finite number > 0"),
+    "weight_decay": (lambda v: _is_number(v, 0.0, False), "a finite number >= 0"),
+    "seed": (lambda v: _is_int(v, 0), "an int >= 0"),
+    "loss": (lambda v: v in ("ce", "tet"), "'ce' or 'tet'"),
+    "pn_lambda": (lambda v: _is_number(v, 0.0, False), "a finite number >= 0"),
+    "encoding": (lambda v: v in ("direct", "poisson"), "'direct' or 'poisson'"),
+    "augment": (lambda v: isinstance(v, bool), "true or false"),
+    "neuron": (lambda v: isinstance(v, dict), "a dict of CF neuron options"),
+    "model_options": (lambda v: isinstance(v, dict), "a dict of model options"),
+    "data_options": (lambda v: isinstance(v, dict), "a dict of data-set options"),
+    "data_root": (lambda v: v is None or isinstance(v, str), "a directory (string)"),
+    "device": (lambda v: isinstance(v, str) and v != "", "a device name (cpu, cuda, auto)"),
+    "amp": (lambda v: isinstance(v, bool), "true or false"),
+    "compile": (lambda v: v in ("auto", "on", "off"), "'auto', 'on' or 'off'"),
+    "target": (lambda v: v is None or isinstance(v, str), "a target name"),
+}
+
+
+_FLAGS = {"model_options": "--model-option", "data_options": "--data-option",
+          "augment": "--no-augment", "amp": "--no-amp", "weight_decay": ""}
+
+
+def check_config(cfg: "TrainConfig", where: str = "the training config") -> "TrainConfig":
+    """Every option's type and range, or a ConfigError naming the option and its flag."""
+    for key, (ok, want) in _OPTION_CHECKS.items():
+        value = getattr(cfg, key)
+        if not ok(value):
+            flag = _FLAGS.get(key, f"--{key.replace('_', '-')}") if where == "train" else ""
+            fix = ("pass a valid value" if where == "train" else
+                   "fix it, or re-create the checkpoint with `cf2neuro train`")
+            raise ConfigError(f"{where}: {key}{f' ({flag})' if flag else ''} must be {want}, "
+                              f"got {value!r}; {fix}")
+    return cfg
 
 
 # --- distributed context -----------------------------------------------------
@@ -180,7 +236,8 @@ def _check_target(model, target: str, x) -> None:
 
 
 def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
-    saved = TrainConfig.from_dict(ckpt.read_json(out / ckpt.CONFIG).get("train", {}))
+    saved = TrainConfig.from_dict(ckpt.read_config(out).get("train", {}),
+                                  f"{out / ckpt.CONFIG} (its 'train' section)")
     changed = [k for k in ("model", "data", "timesteps", "neuron", "model_options", "data_options")
                if getattr(saved, k) != getattr(cfg, k)]
     if changed:
@@ -188,6 +245,65 @@ def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
                           f"training config; drop --resume or use the same options")
     return dataclasses.replace(saved, epochs=cfg.epochs, device=cfg.device,
                                compile=cfg.compile, amp=cfg.amp)
+
+
+def _check_size(cfg: TrainConfig, bundle, dev) -> None:
+    """Refuse, before allocating it, a model and batch the device cannot hold (figures in GiB)."""
+    from .nn.models import TRAIN_BYTES_PER_PARAM, check_fits, estimate_memory
+
+    options = {**cfg.model_options, "input_shape": list(bundle.spec.input_shape),
+               "num_classes": bundle.spec.num_classes, "timesteps": cfg.timesteps,
+               "neuron": cfg.neuron}
+    what = f"training model {cfg.model!r}"
+    size = estimate_memory(cfg.model, options)  # the weights first: a huge model's meta
+    check_fits(size["parameters"] * TRAIN_BYTES_PER_PARAM,  # forward is slow too
+               f"{what} ({size['parameters']:,} parameters)", dev,
+               "Use smaller widths (--model-option) or another --device")
+    size = estimate_memory(cfg.model, options, cfg.batch_size)
+    check_fits(size["parameters"] * TRAIN_BYTES_PER_PARAM + size["activation_bytes"],
+               f"{what} ({size['parameters']:,} parameters) with --batch-size "
+               f"{cfg.batch_size} and T = {cfg.timesteps}", dev,
+               "Use a smaller --batch-size, smaller widths (--model-option) or another --device")
+
+
+def _restore(state: dict, path: Path, optimizer, scheduler, scaler, generator) -> int:
+    """Load a train state into this run; one of another model is a CheckpointError."""
+    def refuse(why: str):
+        raise CheckpointError(f"cannot resume: {path} {why}; it belongs to another model or "
+                              f"run. Train again without --resume (or restore the matching "
+                              f"file)")
+
+    need = ("optimizer", "scheduler", "scaler", "rng", "data_rng", "epoch")
+    missing = [k for k in need if not isinstance(state, dict) or k not in state]
+    if missing:
+        refuse(f"lacks {missing}")
+    ours = [p for g in optimizer.param_groups for p in g["params"]]
+    try:  # optimizer.load_state_dict checks the group sizes but not the moments' shapes
+        theirs = [i for g in state["optimizer"]["param_groups"] for i in g["params"]]
+        moments = {i: {tuple(v.shape) for v in s.values()
+                       if isinstance(v, torch.Tensor) and v.dim() > 0}
+                   for i, s in state["optimizer"]["state"].items()}
+    except (KeyError, TypeError, AttributeError):
+        refuse("holds no optimizer state cf2neuro wrote")
+    if len(theirs) != len(ours):
+        refuse(f"holds optimizer state for {len(theirs)} parameter tensors, this model has "
+               f"{len(ours)}")
+    for i, shapes in moments.items():
+        want = tuple(ours[theirs.index(i)].shape) if i in theirs else None
+        if want is None or any(s != want for s in shapes):
+            refuse(f"holds optimizer moments shaped {sorted(shapes)} for parameter {i}, "
+                   f"which is {list(want) if want is not None else 'absent'} here")
+    if not _is_int(state["epoch"], 0):
+        refuse(f"says epoch {state['epoch']!r}")
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["data_rng"])
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
+        refuse(f"does not fit ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+    return state["epoch"]
 
 
 # --- the loop -------------------------------------------------------------------
@@ -200,6 +316,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True
     directory is locked while training (`fileio.locked_dir`): a second run into
     it is refused at once (in a distributed run, rank 0 holds the lock).
     """
+    check_config(cfg, "train")  # before the directory is locked or anything allocated
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(cfg, Path(out_dir), resume, progress, on_epoch)
     with locked_dir(out_dir, "checkpoint directory"):
@@ -219,6 +336,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_epoch) 
     generator = torch.Generator().manual_seed(cfg.seed + dist.rank)
 
     bundle = load_dataset(cfg.data, root=cfg.data_root, seed=cfg.seed, **cfg.data_options)
+    require_samples(bundle, "train", "test")  # test: each epoch is evaluated
+    _check_size(cfg, bundle, dev)
     model = _build(cfg, bundle).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader = _batches(bundle, cfg, dist, generator)
@@ -237,15 +356,11 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_epoch) 
 
     start, history = 0, []
     if resume:
-        state = ckpt.load_train_state(out)
         loaded, _, metrics = ckpt.load_checkpoint(out, map_location=dev)
         model.load_state_dict(loaded.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        generator.set_state(state["data_rng"])
-        start, history = state["epoch"], metrics.get("history", [])
+        start = _restore(ckpt.load_train_state(out), out / ckpt.TRAIN_STATE,
+                         optimizer, scheduler, scaler, generator)
+        history = metrics.get("history", [])
 
     net = model
     if dist.world > 1:

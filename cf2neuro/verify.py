@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -25,12 +26,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from .checkpoint import checkpoint_graph, load_checkpoint
-from .data import encode, load_dataset, method_for
+from .data import encode, load_dataset, method_for, require_samples
 from .device import pick_device
 from .errors import ConfigError
 from .ir.engine import Engine
 from .ir.numerics import FloatNumerics
 from .quant import quantization_report, quantize
+from .quant.report import quantization_warnings, silence_warnings
 from .report import VerifyRecord
 from .report import write_report as write_record
 from .runners import RunRequest, get_runner
@@ -71,7 +73,8 @@ def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | Non
     config; `overrides` ({"encoding", "data_root", "data_options"}) replace them.
     """
     _, config, _ = load_checkpoint(ckpt_dir)
-    cfg = TrainConfig.from_dict(config.get("train", {}))
+    cfg = TrainConfig.from_dict(config.get("train", {}),
+                                f"{Path(ckpt_dir) / 'config.json'} (its 'train' section)")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(overrides) - set(DATA_OVERRIDES))
     if unknown:
@@ -80,6 +83,7 @@ def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | Non
     name = data or cfg.data
     options = cfg.data_options if name == cfg.data or "data_options" in overrides else {}
     bundle = load_dataset(name, root=cfg.data_root, seed=cfg.seed, **options)
+    require_samples(bundle, split)
     dataset = bundle.train if split == "train" else bundle.test
     if limit is not None:
         if limit < 1:
@@ -131,6 +135,7 @@ def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
     replaces the checkpoint's encoding, data root or data options.
     """
     t0 = time.perf_counter()
+    _check_bounds(max_drop, timeout)  # before any work
     dev = pick_device(device)
     tgt = load_target(target)
     runner = runner or tgt.runner
@@ -150,9 +155,32 @@ def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
     report = {"target": tgt.name, "runner": runner, "samples": int(len(labels)),
               "timesteps": int(x.shape[0]), **report,
               "seconds": round(time.perf_counter() - t0, 2)}
+    report["warnings"] = _warnings(report)
+    for w in report["warnings"]:  # in the output too, not only in the report
+        log.warning("%s", w)
     if report_dir is not None:
         write_report(report, Path(report_dir))
     return report
+
+
+def _check_bounds(max_drop, timeout) -> None:
+    """--max-drop a finite number, --timeout a finite number of seconds > 0."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if max_drop is not None and not number(max_drop):  # < 0 is allowed: a bound that fails
+        raise ConfigError(f"--max-drop must be a finite number of percentage points, "
+                          f"got {max_drop!r}; e.g. --max-drop 1")
+    if timeout is not None and not (number(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout must be a finite number of seconds > 0, got "
+                          f"{timeout!r}; leave it out for the default")
+
+
+def _warnings(report: dict) -> list[str]:
+    """Silent layers and saturated formats: numbers that may pass a bound yet mean little."""
+    run = "emulator" if report.get("quantized") else "runner"
+    return (quantization_warnings(report.get("quantization") or [])
+            + silence_warnings(report.get("spike_rates") or {}, run))
 
 
 def _run(runner, graph, x, probes, timeout, device=None):

@@ -14,6 +14,7 @@ import torch
 
 from cf2neuro.data.augment import ShiftFlip
 from cf2neuro.data.spec import ArrayDataset, DataBundle, DataSpec, stratified_split
+from cf2neuro.errors import ConfigError
 
 TEST_FRACTION = 0.2
 
@@ -26,6 +27,14 @@ def load_digits_dataset(root=None, seed: int = 0, test_fraction: float = TEST_FR
     ships with scikit-learn). The same `seed` gives the same split.
     """
     from sklearn.datasets import load_digits  # sklearn is a core dependency
+
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) \
+            or not 0 < test_fraction < 1:
+        raise ConfigError(f"digits: test_fraction must be a number strictly between 0 and 1 "
+                          f"(both splits need samples), got {test_fraction!r}")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or not 0 <= max_shift < 8:
+        raise ConfigError(f"digits: max_shift must be an int in 0..7 (pixels of the 8x8 "
+                          f"image), got {max_shift!r}")
 
     raw = load_digits()
     images = (raw.images.astype(np.float32) / 16.0)[:, None, :, :]

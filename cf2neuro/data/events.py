@@ -80,7 +80,7 @@ def check_in_sensor(ev: Events, sensor: Tuple[int, int], source: str) -> None:
 
 def check_frame_options(frames: int, size: Tuple[int, int], sensor: Tuple[int, int], by: str):
     """Validate loader options early, with the option's name in the message."""
-    if not isinstance(frames, int) or frames < 1:
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
         raise ConfigError(f"frames must be an integer >= 1, got {frames!r}")
     if by not in BIN_MODES:
         raise ConfigError(f"bin_by must be one of {', '.join(BIN_MODES)}, got {by!r}")
@@ -120,6 +120,10 @@ def as_size(size, sensor: Tuple[int, int]) -> Tuple[int, int]:
     """`None` -> the sensor size; an int -> square; a pair -> itself."""
     if size is None:
         return tuple(sensor)
-    if isinstance(size, int):
+    if isinstance(size, int) and not isinstance(size, bool):
         return (size, size)
-    return (int(size[0]), int(size[1]))
+    if (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in size)):
+        return (size[0], size[1])
+    raise ConfigError(f"size must be an int or a pair [H, W] of ints up to the sensor's "
+                      f"{tuple(sensor)}, got {size!r}")

@@ -17,7 +17,7 @@ from cf2neuro.data.digits import load_digits_dataset
 from cf2neuro.data.dvs_gesture import load_dvs_gesture
 from cf2neuro.data.nmnist import load_nmnist
 from cf2neuro.data.spec import DataBundle
-from cf2neuro.errors import ConfigError
+from cf2neuro.errors import BadInputError, ConfigError
 
 DATASETS: Dict[str, Callable[..., DataBundle]] = {
     "digits": load_digits_dataset,
@@ -69,3 +69,14 @@ def load_dataset(name: str, root: Optional[str] = None, seed: int = 0, **options
             f"its options: {', '.join(f'{k}={v!r}' for k, v in allowed.items()) or 'none'}"
         )
     return loader(root=root, seed=seed, **options)
+
+
+def require_samples(bundle: DataBundle, *splits: str) -> None:
+    """Each named split ("train", "test") has a sample; an empty one (few files, a split
+    option) would otherwise fail far from its cause. Loading one is not an error."""
+    for split in splits:
+        if len(getattr(bundle, split)) == 0:
+            raise BadInputError(
+                f"data set {bundle.spec.name!r}: its {split} split is empty; check the files "
+                f"under the data directory (--data-root) and the split options "
+                f"(--data-option, e.g. split or test_fraction)")

@@ -40,6 +40,33 @@ def check_deadline(deadline: float | None, what: str = "the run") -> None:
                                  f"pass a larger --timeout (seconds) or fewer samples")
 
 
+def _compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch 2.3+
+    return bool(is_compiling and is_compiling())
+
+
+def check_window(x, what: str = "the inputs") -> None:
+    """x [T, B, ...] has a step and a sample, numbers, and no NaN or infinity.
+
+    Checked before any numerics see it: T = 0 would fail deep inside torch, and a
+    NaN input runs as garbage (float) or as a clipped payload (fixed point)."""
+    shape = tuple(x.shape)
+    if len(shape) < 2 or 0 in shape[:2]:
+        raise BadInputError(f"{what} is shaped {list(shape)}; it must be [T, B, ...] with at "
+                            f"least one time step T and one sample B")
+    if isinstance(x, torch.Tensor):
+        if x.is_complex() or x.dtype == torch.bool:
+            raise BadInputError(f"{what} must be real numbers, got dtype {x.dtype}")
+        finite = not x.is_floating_point() or bool(torch.isfinite(x).all())
+    else:
+        if np.asarray(x).dtype.kind not in "biuf":
+            raise BadInputError(f"{what} must be real numbers, got dtype {np.asarray(x).dtype}")
+        finite = np.asarray(x).dtype.kind != "f" or bool(np.isfinite(x).all())
+    if not finite:
+        raise BadInputError(f"{what} holds NaN or infinite values; clean the data (e.g. "
+                            f"np.nan_to_num) before running it")
+
+
 class _Op(NamedTuple):
     index: int
     name: str
@@ -92,6 +119,8 @@ class Engine:
         for name, arr in given.items():
             if not isinstance(arr, torch.Tensor):
                 arr = np.asarray(arr)
+            if not (torch.jit.is_tracing() or _compiling()):  # an export
+                check_window(arr, f"input {name!r}")  # traces symbolic inputs: no values
             t = self.numerics.prepare_input(arr)
             want = self.graph[name].shape
             if t.dim() != len(want) + 2 or tuple(t.shape[2:]) != want or (tb and t.shape[:2] != tb):

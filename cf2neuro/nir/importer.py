@@ -48,6 +48,7 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
 from ..ir import Graph, IRError
+from .checks import check_imported
 from .discretize import lif_to_beta, resolve_dt
 from .export import (CF_NEURON, KEY_ADD, KEY_ADD_META, KEY_FIXED, KEY_META, KEY_NEURON,
                      KEY_ORDER)
@@ -278,9 +279,11 @@ def read_nir_file(path: str | PathLike) -> nir.NIRGraph:
                 raise BadInputError(f"{path} is an HDF5 file but not a NIR graph (it has no "
                                     f"'node' group); write it with nir.write")
             _check_types(f["node"], path, "")
-    except OSError as e:
-        raise BadInputError(f"{path} is not a NIR file (not HDF5: {e}); pass a graph written "
-                            f"by nir.write or `cf2neuro export`") from None
+    except BadInputError:
+        raise
+    except Exception as e:  # noqa: BLE001  (damaged HDF5: OSError, RuntimeError, KeyError)
+        raise BadInputError(f"{path} is not a NIR file (not readable HDF5: {e}); pass a graph"
+                            f" written by nir.write or `cf2neuro export`") from None
     try:
         # type_check=False: cf2neuro infers and checks shapes itself, with errors that
         # name the node (NIR's own check rejects e.g. Rockpool's graphs outright).
@@ -399,6 +402,7 @@ def from_nir(source: str | PathLike | nir.NIRGraph, dt: float | None = None, *,
     except IRError as e:
         raise BadInputError(f"{where}: inconsistent graph: {e}") from None
     _check_declared_shapes(nodes, graph, where)
+    check_imported(graph, where)  # NaN parameters, dt/tau >= 1, cycles without a neuron
     return graph
 
 
@@ -436,8 +440,8 @@ def _build(nodes: dict, edges, metadata: dict, ctx: _Context) -> Graph:
             k = 1
             while add in graph or add in nodes:  # NIR names are taken first
                 add, k = f"{base}_{k}", k + 1
-            graph.add_node(add, "Add", ins, meta=_json(m.get(KEY_ADD_META)) or {
-                "nir": f"fan-in of {name}"})
+            graph.add_node(add, "Add", ins, meta=_json(m[KEY_ADD_META]) if KEY_ADD_META in m
+                           else {"nir": f"fan-in of {name}"})  # cf2neuro's own Add: its meta
             ins = [add]
         graph.add_node(name, op, ins, params, attrs, node_meta)
     return graph

@@ -7,6 +7,39 @@ from __future__ import annotations
 
 from ..ir.graph import Graph
 
+# Calibration clips weights at a high percentile, so ~0.1 % clipped is by design; ten
+# times that means the format saturates a real part of the layer.
+CLIP_WARN = 0.01
+
+
+def quantization_warnings(records: list[dict]) -> list[str]:
+    """Where the target's formats saturate or lose resolution: weights or biases clipped
+    beyond CLIP_WARN, and every note a back end's quantizer left (state overflow, coarse
+    thresholds)."""
+    out = []
+    for r in records:
+        out += [f"node {r['node']}: {note}" for note in r.get("notes") or []]
+        for key, what in (("clipped_fraction", "weights"), ("bias_clipped_fraction", "biases")):
+            f = r.get(key)
+            if isinstance(f, (int, float)) and f > CLIP_WARN:
+                out.append(f"node {r['node']}: {f:.1%} of its {what} saturate the target's "
+                           f"format (clipped); the quantized layer differs from the float "
+                           f"one. Check the weights' range (outliers) or the target")
+    return out
+
+
+def silence_warnings(spike_rates: dict[str, dict], run: str = "emulator") -> list[str]:
+    """Layers whose `run` (the quantized emulator, or a float runner) fires no spike at all."""
+    out = []
+    for layer, r in spike_rates.items():
+        if r.get(run, 1.0) == 0.0:
+            also = (" (the float model fires none either)" if r.get("float", 0.0) == 0.0
+                    else f" (the float model fires {r['float']:.4g} per neuron and step)")
+            out.append(f"layer {layer} fires no spike in the {run} run{also}; every later "
+                       f"layer sees no input. Check the inputs' scale and the thresholds")
+    return out
+
+
 def quantization_report(qgraph: Graph) -> list[dict]:
     """One dict per quantized node: {"node", "op", **node.meta["quant"]}."""
     return [{"node": n.name, "op": n.op, **n.meta["quant"]} for n in qgraph

@@ -101,6 +101,7 @@ def verify_document(r: VerifyRecord) -> Document:
                   f"Result: {_verdict(r.passed)}."),
         *([Paragraph(f"Lava did not run ({r.lava_missing}); the runner is the emulator.")]
           if r.lava_missing else []),
+        *([Heading("Warnings"), Bullets(list(r.warnings))] if r.warnings else []),
         Heading("Accuracy"),
         accuracy_table(r),
     ]

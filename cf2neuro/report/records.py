@@ -116,6 +116,7 @@ class VerifyRecord(Record):
     flips: list[Flip] | None = optional()
     lava_missing: str | None = optional()          # the demo fell back to the emulator
     seconds: float | None = optional()
+    warnings: list[str] | None = optional()        # silent layers, saturated formats
     extra: dict = field(default_factory=dict)
 
     @property

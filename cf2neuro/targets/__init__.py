@@ -159,9 +159,28 @@ def load_target(name: str | os.PathLike | Target) -> Target:
     try:
         with open(path, "rb") as f:
             data = toml.load(f)
-    except (OSError, toml.TOMLDecodeError) as e:
-        raise TargetError(f"target file {path} cannot be read: {e}") from None
+    except (OSError, UnicodeDecodeError, toml.TOMLDecodeError) as e:
+        raise TargetError(f"target file {path} cannot be read: {e}; fix or replace it "
+                          f"(the shipped ones are in {TARGETS_DIR})") from None
     return _parse(data, path)
+
+
+# Bit widths the integer arithmetic (int64 in the emulator) can hold: (least, most).
+BIT_RANGES = {"weight_bits": (1, 31), "state_bits": (2, 62), "threshold_bits": (1, 62),
+              "decay_bits": (1, 31), "bias_mant_bits": (1, 31), "spike_payload_bits": (0, 62),
+              "input_bits": (0, 31)}
+
+
+def _check_bits(numeric: NumericFormat, where: str) -> None:
+    for key, (lo, hi) in BIT_RANGES.items():
+        v = getattr(numeric, key)
+        if not lo <= v <= hi:
+            raise TargetError(f"{where}: [numeric] {key} = {v} is outside {lo}..{hi} bits; "
+                              f"fix the target file")
+    for key in ("weight_exp_min", "weight_exp_max", "bias_exp_min", "bias_exp_max"):
+        if abs(getattr(numeric, key)) > 62:
+            raise TargetError(f"{where}: [numeric] {key} = {getattr(numeric, key)} is "
+                              f"outside -62..62; fix the target file")
 
 
 def _parse(data: dict, path: Path) -> Target:
@@ -190,6 +209,7 @@ def _parse(data: dict, path: Path) -> Target:
             raise TargetError(f"{where}: unknown [numeric] keys {unknown}; known: "
                               f"{[f.name for f in fields(NumericFormat)]}")
         numeric = NumericFormat(**kw)
+        _check_bits(numeric, where)
         if numeric.graded_spikes != (numeric.spike_payload_bits > 0):
             raise TargetError(f"{where}: graded_spikes and spike_payload_bits > 0 must agree")
         if numeric.weight_exp_min > numeric.weight_exp_max or \

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cf2neuro, nothing_partial, refused
+from .checks import cf2neuro, nothing_partial, refused
 
 from cf2neuro.cli import main as cli
 from cf2neuro.fileio import atomic_path, locked_dir

@@ -63,12 +63,45 @@ def load_model(path: Path):
         raise BadInputError(f"{path} is not an ONNX model ({type(e).__name__}: "
                             f"{str(e).strip()[:120] or 'unreadable'}); export one with "
                             f"`cf2neuro export CKPT --out model.onnx`") from None
-    return data, read_metadata(model, path)
+    meta = read_metadata(model, path)
+    _check_metadata(meta, path)
+    return data, meta
+
+
+def _check_metadata(meta: dict, path) -> None:
+    """The metadata's values have the types the run reads (a hand-edited file may not)."""
+    def count(v, low):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    def names(v):
+        return isinstance(v, list) and all(isinstance(n, str) for n in v)
+
+    inp = meta["input"]
+    problems = [what for what, ok in (
+        ("timesteps must be an int >= 1", count(meta["timesteps"], 1)),
+        ("latency must be an int >= 0", count(meta["latency"], 0)),
+        ("input.name must be a string", isinstance(inp["name"], str)),
+        ("input.shape must be a list of ints >= 1",
+         isinstance(inp["shape"], list) and all(count(d, 1) for d in inp["shape"])),
+        ("outputs must be a non-empty list of names", names(meta["outputs"])
+         and len(meta["outputs"]) > 0),
+        ("probes must be a list of names", names(meta["probes"])),
+        ("quantized must be true or false", isinstance(meta["quantized"], bool)),
+    ) if not ok]
+    if problems:
+        raise BadInputError(f"{path}: its cf2neuro metadata is damaged ({'; '.join(problems)});"
+                            f" export it again with `cf2neuro export CKPT --out model.onnx`")
 
 
 def check_input(x: np.ndarray, T: int, shape, where) -> None:
-    """x must be [T, B, *shape] with the model's T."""
+    """x must be [T, B, *shape] with the model's T, B >= 1, and finite values."""
     want = [T, "B", *shape]
+    if x.ndim >= 2 and x.shape[1] == 0:
+        raise BadInputError(f"inputs for {where} hold no sample (B = 0, shape "
+                            f"{list(x.shape)}); pass at least one")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise BadInputError(f"inputs for {where} hold NaN or infinite values; clean the "
+                            f"data (e.g. np.nan_to_num) before running it")
     if x.ndim != len(shape) + 2 or x.shape[0] != T or list(x.shape[2:]) != list(shape):
         raise BadInputError(f"inputs for {where} must be shaped [{', '.join(map(str, want))}] "
                             f"(T = {T} steps it was exported with, any batch B), got "

@@ -82,6 +82,80 @@ def build_model(name: str, config: dict | None = None) -> nn.Module:
     return model
 
 
+# Bytes per float32 parameter while training: the weight, its gradient and Adam's two moments.
+TRAIN_BYTES_PER_PARAM = 16
+GIB = float(1 << 30)
+
+
+def estimate_memory(name: str, config: dict | None = None, batch_size: int | None = None) -> dict:
+    """What model `name` would take, counted without allocating it: built on the 'meta' device.
+
+    {"parameters": count, "parameter_bytes": float32 weights, "activation_bytes": the
+    outputs of every layer for one batch of `batch_size` (what autograd keeps for the
+    backward pass; 0 without a batch size)}. A config `build_model` refuses raises
+    the same ConfigError here.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = build_model(name, config)
+        count = sum(p.numel() for p in model.parameters())
+        activations = 0
+        if batch_size:
+            activations = _meta_activations(model, batch_size)
+    return {"parameters": int(count), "parameter_bytes": 4 * int(count),
+            "activation_bytes": 4 * int(activations)}
+
+
+def _meta_activations(model: nn.Module, batch_size: int) -> int:
+    """Elements the leaf modules output for one [T, B, *input_shape] batch (a meta forward)."""
+    import torch
+
+    total = 0
+
+    def count(_module, _inputs, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel()
+
+    cfg = model.config
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    try:
+        model(torch.empty(cfg["timesteps"], batch_size, *cfg["input_shape"]))
+    except Exception:  # noqa: BLE001  (a layer meta tensors cannot run: count the weights only)
+        return 0
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def available_memory(device=None) -> tuple[int, str] | None:
+    """(bytes free, where) on `device` (a torch.device; None or CPU: RAM), or None if unknown."""
+    import torch
+
+    if device is not None and torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free), f"free on {device}"
+    try:  # Linux: what the kernel says a new process can still get without swapping
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "RAM available"
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(need: int, what: str, device=None, fix: str = "") -> None:
+    """Refuse, with the figures in GiB, `need` bytes that the device cannot hold."""
+    have = available_memory(device)
+    if have is not None and need > have[0]:
+        raise ConfigError(f"{what} needs about {need / GIB:.3g} GiB but only "
+                          f"{have[0] / GIB:.3g} GiB is {have[1]}; nothing was allocated. "
+                          f"{fix or 'Use a smaller model'}")
+
+
 def _resolve(name: str, config: dict) -> tuple[Callable[..., nn.Module], dict]:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
@@ -129,5 +203,5 @@ def _plain(v):
     return v
 
 
-__all__ = ["MODELS", "DEFAULT_LR", "build_model", "default_config", "default_lr", "model_names", "SpikingMLP",
+__all__ = ["MODELS", "DEFAULT_LR", "build_model", "estimate_memory", "check_fits", "default_config", "default_lr", "model_names", "SpikingMLP",
            "SpikingVGG", "SpikingResNet", "Spikformer", "SpikingSelfAttention"]
