@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        with stop_on_signals():
+        with stop_on_signals(restore=False):  # a signal while exiting is ignored: work done
             return args.func(args)
     except Cf2NeuroError as e:
         # one line; a runner's log (the lines after the first) only with -v

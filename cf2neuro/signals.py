@@ -31,8 +31,13 @@ def _raise(signum, frame):
 
 
 @contextlib.contextmanager
-def stop_on_signals():
-    """Turn SIGTERM, SIGHUP and SIGINT into `Stopped` while the block runs."""
+def stop_on_signals(restore: bool = True):
+    """Turn SIGTERM, SIGHUP and SIGINT into `Stopped` while the block runs.
+
+    Afterwards the old handlers come back, or (``restore=False``, a command line
+    about to exit) the signals are ignored: the work is done and written, so a
+    signal then must not turn a finished run into a killed one.
+    """
     old = {}
     for s in SIGNALS:
         with contextlib.suppress(ValueError, OSError):  # not the main thread: leave them
@@ -41,7 +46,7 @@ def stop_on_signals():
         yield
     finally:
         for s, handler in old.items():
-            signal.signal(s, handler)
+            signal.signal(s, handler if restore else signal.SIG_IGN)
 
 
 def exit_status(stop: KeyboardInterrupt) -> tuple[int, str]:

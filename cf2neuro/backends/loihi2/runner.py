@@ -57,6 +57,9 @@ from ...runners.contract import Runner, RunRequest, RunResult
 log = logging.getLogger(__name__)
 
 TIMEOUT_ENV = "CF2NEURO_LAVA_TIMEOUT"
+START_TIMEOUT_ENV = "CF2NEURO_LAVA_START_TIMEOUT"
+START_TIMEOUT = 60.0  # seconds for the runtime to import Lava and read the graph
+STOPPED_GRACE = 2.0   # seconds a Lava process may stay stopped (SIGSTOP) before the run is lost
 DEFAULT_TARGET = "loihi2"
 STDERR_TAIL = 40  # lines of the runtime's stderr quoted in an error
 
@@ -101,6 +104,59 @@ def _group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             out.append(int(entry))
     return out
+
+
+def _group_fault(pgid: int, root: int, stopped_since: dict) -> str | None:
+    """Why the run of group `pgid` cannot finish, seen through its processes, or None.
+
+    Lava's processes wait for each other every step, so one that died (a crash,
+    kill -9, the OOM killer: a zombie with a signal or a non-zero status) or that
+    stays stopped ends the run: noticed here in a fraction of a second instead
+    of by the watchdog. `stopped_since` keeps, between calls, when each was
+    first seen stopped.
+    """
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    now = time.monotonic()
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) != pgid:
+            continue
+        state = fields[0]
+        if state == "Z" and len(fields) >= 50 and int(entry) != root:  # root: proc.wait sees it  # field 52 of stat: the exit status
+            status = int(fields[49])
+            if status & 0x7F:
+                name = signal.Signals(status & 0x7F).name if status & 0x7F < 65 else "?"
+                return (f"Lava process {entry} was killed by {name}"
+                        f"{' (maybe out of memory)' if name == 'SIGKILL' else ''}")
+            if status >> 8:
+                return f"Lava process {entry} exited with status {status >> 8}"
+        elif state in ("T", "t"):
+            first = stopped_since.setdefault(int(entry), now)
+            if now - first >= STOPPED_GRACE:
+                return f"Lava process {entry} is stopped (SIGSTOP) and the others wait for it"
+        else:
+            stopped_since.pop(int(entry), None)
+    return None
+
+
+def _start_timeout() -> float:
+    raw = os.environ.get(START_TIMEOUT_ENV)
+    try:
+        value = float(raw) if raw else START_TIMEOUT
+    except ValueError:
+        raise BadInputError(f"${START_TIMEOUT_ENV} must be a number of seconds, got "
+                            f"{raw!r}") from None
+    if not value > 0:
+        raise BadInputError(f"${START_TIMEOUT_ENV} must be > 0 seconds, got {raw!r}")
+    return value
 
 
 def _kill_group(pgid: int, wait: float = 5.0) -> None:
@@ -190,11 +246,11 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
         tmp = Path(tmp)
         inputs, out = tmp / "inputs.npz", tmp / "outputs.npz"
         shm_log, stats_path, err_path = tmp / "shm.log", tmp / "stats.json", tmp / "stderr.txt"
-        progress_path = tmp / "progress.txt"
+        progress_path, ready_path = tmp / "progress.txt", tmp / "ready"
         np.savez(inputs, x=x.astype(np.int32) if _fits_int32(x) else x.astype(np.int64))
         cmd = [str(py), "-m", "cf2neuro_lava", "run", "--graph", str(graph.resolve()),
                "--inputs", str(inputs), "--out", str(out), "--shm-log", str(shm_log),
-               "--stats", str(stats_path)]
+               "--stats", str(stats_path), "--ready", str(ready_path)]
         if progress and sys.stderr.isatty():  # a bar to show: up to 100 run() calls, same run
             cmd += ["--progress", str(progress_path),
                     "--chunks", str(max(1, min(100, x.shape[0] * x.shape[1] // 20)))]
@@ -211,7 +267,8 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
                                   f"`cf2neuro runtime setup lava`") from None
             bar = _Progress(progress_path, progress)
             try:
-                timed_out = bar.wait(proc, limit)
+                fault = bar.wait(proc, limit, ready_path, _start_timeout())
+                timed_out = fault == "timeout"
             finally:  # success, failure, timeout or Ctrl-C: nothing of the run survives
                 bar.close()
                 _kill_group(proc.pid)
@@ -219,6 +276,12 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
                 leaked = _unlink_logged_segments(shm_log)
                 if stats is not None:  # what the run was, even when it failed
                     stats.update(runtime_pid=proc.pid, shm_segments=_logged_segments(shm_log))
+        if fault not in (None, "timeout"):  # noticed through the processes, not the watchdog
+            raise RunnerError(f"the Lava run of {graph.name} was lost: {fault}; it was stopped "
+                              f"(all its processes killed, {len(leaked)} shared-memory segments "
+                              f"unlinked) and nothing was written. Rerun it; if it recurs, "
+                              f"check memory (dmesg) or what sends signals. Runtime stderr "
+                              f"ends:\n{_tail(err_path)}")
         if leaked and not timed_out:
             log.warning("lava runner: unlinked %d shared-memory segments the run left",
                         len(leaked))
@@ -233,6 +296,12 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
         if proc.returncode == 2:
             raise BadInputError(f"the Lava runtime refused {graph.name}: "
                                 f"{_error_line(stderr) or stderr}")
+        if proc.returncode < 0:  # the interpreter itself was killed: name the signal
+            sig = signal.Signals(-proc.returncode).name
+            raise RunnerError(f"the Lava runtime running {graph.name} was killed by {sig}"
+                              f"{' (maybe out of memory)' if sig == 'SIGKILL' else ''}; all its "
+                              f"processes were stopped and nothing was written. Rerun it. "
+                              f"Runtime stderr ends:\n{stderr}")
         if proc.returncode != 0:
             what = _error_line(stderr) or f"exit status {proc.returncode}"
             raise RunnerError(f"the Lava run of {graph.name} failed: {what}. Runtime "
@@ -252,16 +321,30 @@ class _Progress:
     def __init__(self, path: Path, enabled: bool):
         self.path, self.enabled, self.bar = path, enabled, None
 
-    def wait(self, proc: subprocess.Popen, limit: float) -> bool:
-        """Wait up to `limit` seconds; True when the run timed out."""
-        deadline = time.monotonic() + limit
+    def wait(self, proc: subprocess.Popen, limit: float, ready: Path,
+             start_limit: float) -> str | None:
+        """Wait up to `limit` seconds: None when the runtime ended by itself, "timeout", or
+        why the run cannot finish (`_group_fault`, or no start within `start_limit` s)."""
+        t0 = time.monotonic()
+        deadline, stopped = t0 + limit, {}
         while True:
             try:
                 proc.wait(timeout=min(0.25, max(deadline - time.monotonic(), 0.001)))
-                return False
+                return None
             except subprocess.TimeoutExpired:
-                if time.monotonic() >= deadline:
-                    return True
+                now = time.monotonic()
+                if now >= deadline:
+                    return "timeout"
+                if now - t0 > start_limit and not ready.exists():
+                    return (f"the runtime did not start within {start_limit:g} s (a hung "
+                            f"interpreter or import; ${START_TIMEOUT_ENV} raises the limit)")
+                fault = _group_fault(proc.pid, proc.pid, stopped)
+                if fault:
+                    try:  # the runtime's own guard may be ending the run with a better reason
+                        proc.wait(timeout=1.0)
+                        return None
+                    except subprocess.TimeoutExpired:
+                        return fault
                 self.update()
 
     def update(self) -> None:

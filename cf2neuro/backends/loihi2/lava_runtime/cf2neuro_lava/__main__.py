@@ -3,7 +3,7 @@
     python -m cf2neuro_lava run --graph G.nir --inputs IN.npz --out OUT.npz
                                 [--probe NAME]... [--probe v:NAME]...
                                 [--shm-log FILE] [--stats FILE.json]
-                                [--progress FILE --chunks N]
+                                [--progress FILE --chunks N] [--ready FILE]
 
 IN.npz holds ``x``: int [T, B, *input_shape] (already integer, one sample
 per batch entry). OUT.npz gets ``output`` and one array per probe, int64,
@@ -12,7 +12,9 @@ written atomically. ``--shm-log`` names a file that gets the name of every
 shared-memory segment Lava creates, one a line, as it creates it (so a
 client that kills the run can unlink them); ``--stats`` a JSON file of wall
 times and counts; ``--chunks N --progress FILE`` split the run into N
-``run()`` calls and append ``done total`` to FILE after each.
+``run()`` calls and append ``done total`` to FILE after each; ``--ready``
+names a file written once Lava is imported and the graph read (the client
+kills a runtime that hangs before).
 
 Exit status: 0 success; 2 the graph or the inputs cannot be run (one line
 ``cf2neuro_lava: error: ...`` on stderr says why); 3 a Lava process model
@@ -103,6 +105,8 @@ def cmd_run(args) -> int:
     except Exception as e:  # h5py/nir raise many kinds for a bad file
         return _fail(f"{args.graph} is not a readable NIR file: {type(e).__name__}: {e}")
     guard = Guard(args.shm_log).install()
+    if args.ready:  # up: Lava imported, the graph read (the client's start-up watchdog ends)
+        Path(args.ready).write_text(f"{os.getpid()}\n")
     # recordings go beside the output: a run that is killed leaves them in the caller's directory
     record_dir = tempfile.mkdtemp(prefix=".recordings-", dir=out.parent)
     try:
@@ -131,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--stats", default=None, metavar="FILE.json")
     p.add_argument("--progress", default=None, metavar="FILE",
                    help="append 'done total' (steps) after each run() chunk")
+    p.add_argument("--ready", default=None, metavar="FILE",
+                   help="write this file once Lava is imported and the graph read")
     p.add_argument("--chunks", type=int, default=1,
                    help="split the run into this many run() calls (for progress reports)")
     p.set_defaults(func=cmd_run)
