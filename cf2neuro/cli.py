@@ -126,7 +126,10 @@ def _cmd_verify(args) -> int:
 
     r = verify(args.checkpoint, target=args.target, data=args.data, runner=args.runner,
                limit=args.limit, max_drop=args.max_drop, report_dir=args.report,
-               timeout=args.timeout, device=args.device, data_overrides=_data_overrides(args))
+               timeout=args.timeout, device=args.device, data_overrides=_data_overrides(args),
+               workers=args.workers)
+    if r is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     from .report import format_percent, format_pp
 
     worst = min(r["exact_match"].values()) if r["exact_match"] else None
@@ -336,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="watchdog for the runner (default: scaled to the run)")
     p.add_argument("--device", default="cpu",
                    help="where the float reference and the emulator run (cpu, cuda, auto)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="split the target runner's run over N runtimes side by side (under "
+                        "torchrun: N per rank)")
     p.add_argument("--report", required=True, metavar="DIR")
     _add_data_overrides(p)
     p.set_defaults(func=_cmd_verify)

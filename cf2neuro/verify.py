@@ -15,9 +15,11 @@ that differs is reported with the membrane margin that flipped it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from .report import VerifyRecord
 from .report import write_report as write_record
 from .runners import RunRequest, get_runner
 from .runners.emulator import Emulator
+from .shards import check_workers, init_distributed, rank_world, run_ranks, run_sharded
 from .targets import DEFAULT_TARGET, load_target
 from .train import TrainConfig
 
@@ -126,16 +129,25 @@ def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
            runner: str | None = None, limit: int | None = None,
            max_drop: float | None = None, report_dir=None,
            timeout: float | None = None, device: str = "cpu",
-           data_overrides: dict | None = None) -> dict:
+           data_overrides: dict | None = None, workers: int = 1) -> dict | None:
     """Run float, emulator and runner on the test set; write and return the report.
 
     `device` is where the float reference and the emulator run ("cuda" for
     big test sets); target runners such as Lava run where they run.
-    `timeout` (seconds) bounds the target runner's run. `data_overrides`
+    `timeout` (seconds) bounds the target runner's run (each shard's). `data_overrides`
     replaces the checkpoint's encoding, data root or data options.
+
+    `workers` splits the target runner's run into that many contiguous shards
+    of the test samples, run side by side in runtimes of their own and merged
+    (`cf2neuro.shards`); the report is the same as with one. Under torchrun
+    (WORLD_SIZE > 1) each rank runs its shard (split over its `workers`) and
+    rank 0 gathers them, reports and returns the report; the other ranks
+    return None. The emulator and reference runners are not split (they
+    already run the whole set at once, on rank 0).
     """
     t0 = time.perf_counter()
     _check_bounds(max_drop, timeout)  # before any work
+    workers = check_workers(workers)
     dev = pick_device(device)
     tgt = load_target(target)
     runner = runner or tgt.runner
@@ -143,17 +155,36 @@ def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
     if runner not in tgt.runners:
         raise ConfigError(f"target {tgt.name} is not simulated by runner {runner!r}; its "
                           f"runners: {', '.join(tgt.runners)}")
-    x, labels = test_inputs(ckpt_dir, data, limit, data_overrides)
-    graph = checkpoint_graph(ckpt_dir)
-    if tgt.numeric is None:
-        report = _verify_float(graph, x, labels, run_with, timeout, dev)
-    else:
-        calibration = calibration_inputs(ckpt_dir, data, overrides=data_overrides)
-        report = _verify_fixed(graph, tgt, x, calibration, labels, run_with, timeout, dev,
-                               max_drop)
-        report["calibration"] = {"split": "train", "samples": int(calibration.shape[1])}
+    rank, world = rank_world()
+    in_process = run_with.name in ("emulator", "reference")  # nothing to split: rank 0 runs it
+    if world > 1 and in_process and rank != 0:
+        return None
+    if rank != 0:  # its shard goes to rank 0, which reports (and warns) for all
+        logging.getLogger("cf2neuro").setLevel(logging.ERROR)
+    shard = _Shards(workers, world if not in_process else 1)
+    created = shard.world > 1 and init_distributed()
+    try:
+        x, labels = test_inputs(ckpt_dir, data, limit, data_overrides)
+        graph = checkpoint_graph(ckpt_dir)
+        if tgt.numeric is None:
+            report = _verify_float(graph, x, labels, run_with, timeout, dev, shard)
+        else:
+            calibration = calibration_inputs(ckpt_dir, data, overrides=data_overrides)
+            report = _verify_fixed(graph, tgt, x, calibration, labels, run_with, timeout, dev,
+                                   max_drop, shard)
+            if report is not None:
+                report["calibration"] = {"split": "train",
+                                         "samples": int(calibration.shape[1])}
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if report is None:  # a torchrun rank other than 0: its shard went to rank 0
+        return None
     report = {"target": tgt.name, "runner": runner, "samples": int(len(labels)),
-              "timesteps": int(x.shape[0]), **report,
+              "timesteps": int(x.shape[0]), **report, "workers": workers,
+              **({"ranks": world} if world > 1 else {}),
               "seconds": round(time.perf_counter() - t0, 2)}
     report["warnings"] = _warnings(report)
     for w in report["warnings"]:  # in the output too, not only in the report
@@ -183,17 +214,58 @@ def _warnings(report: dict) -> list[str]:
             + silence_warnings(report.get("spike_rates") or {}, run))
 
 
-def _run(runner, graph, x, probes, timeout, device=None):
-    req = RunRequest(graph, x.numpy(), tuple(probes), timeout,
-                     str(device) if runner.uses_device and device is not None else None)
-    return runner.run(req).arrays()
+class _Shards:
+    """How the target runner's run is split: `workers` runtimes per rank, `world` ranks."""
+
+    def __init__(self, workers: int = 1, world: int = 1):
+        self.workers, self.world = workers, world
 
 
-def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_drop) -> dict:
+def _run(runner, graph, x, probes, timeout, device=None, shard: _Shards | None = None):
+    """The runner on x [T, B, ...], sharded over samples; None on a torchrun rank other than 0."""
+    shard = shard or _Shards()
+    x = x.numpy()
+    dev = str(device) if runner.uses_device and device is not None else None
+
+    with _exported(runner, graph, x, probes, shard) as model_file:
+        def run(samples: slice) -> dict:
+            req = RunRequest(graph, np.ascontiguousarray(x[:, samples]), tuple(probes), timeout,
+                             dev, model_file=model_file)
+            return runner.run(req).arrays()
+
+        final = not getattr(runner, "membrane_trace", True)  # Lava: "v:" is [B, ...]
+        if shard.world > 1:
+            return run_ranks(run, x.shape[1], shard.workers, final)
+        return run_sharded(run, x.shape[1], shard.workers, final)
+
+
+@contextlib.contextmanager
+def _exported(runner, graph, x, probes, shard: _Shards):
+    """onnxruntime with several workers: export the ONNX file once (any batch), shared by the
+    shards (torch's exporter is not thread-safe, and once is enough); else None."""
+    if runner.name != "onnxruntime" or shard.workers == 1:
+        yield None
+        return
+    from .backends import get_backend
+
+    export_onnx = get_backend("onnx").load("exporters", ".onnx")
+    with tempfile.TemporaryDirectory(prefix="cf2neuro-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(graph, path, timesteps=x.shape[0], probes=tuple(probes))
+        yield path
+
+
+def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_drop,
+                  shard=None) -> dict | None:
     qgraph = quantize(graph, tgt, calibration=calibration)
     runner.refuse(qgraph)  # a graph this runner cannot run (Lava: attention), before any work
     neurons = _neurons(qgraph)
     probes = neurons + [f"v:{n}" for n in neurons]
+    run = None
+    if runner.name != "emulator":  # first: under torchrun the other ranks only do this
+        run = _run(runner, qgraph, x, probes, timeout, shard=shard)
+        if run is None:
+            return None
     with torch.no_grad():
         ref = Engine(graph, FloatNumerics(device=dev)).run(x, probes=neurons)
     ref = {k: v.cpu().numpy() for k, v in ref.items()}
@@ -201,7 +273,7 @@ def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_
     if runner.name == "emulator" and timeout is not None:
         deadline = time.monotonic() + float(timeout)
     emu = Emulator(qgraph, dev).run(x, probes, deadline=deadline)
-    run = emu if runner.name == "emulator" else _run(runner, qgraph, x, probes, timeout)
+    run = emu if run is None else run
     float_acc, float_pred = _accuracy(ref["output"], labels)
     quant_acc, quant_pred = _accuracy(emu["output"], labels)
     run_acc, run_pred = _accuracy(run["output"], labels)
@@ -229,14 +301,19 @@ def _verify_fixed(graph, tgt, x, calibration, labels, runner, timeout, dev, max_
 SPIKE_AGREEMENT_MIN = 0.999  # float runners: rounding may flip a spike at a threshold
 
 
-def _verify_float(graph, x, labels, runner, timeout, dev) -> dict:
+def _verify_float(graph, x, labels, runner, timeout, dev, shard=None) -> dict | None:
     """A float target: the runner against the float reference, no quantization."""
     neurons = _neurons(graph)
+    run = None
+    if runner.name != "reference":  # first: under torchrun the other ranks only do this
+        run = _run(runner, graph, x, neurons, timeout, dev, shard)
+        if run is None:
+            return None
     with torch.no_grad():
         ref = Engine(graph, FloatNumerics(device=dev)).run(
             x, probes=neurons + [f"v:{n}" for n in neurons])
     ref = {k: v.cpu().numpy() for k, v in ref.items()}
-    run = ref if runner.name == "reference" else _run(runner, graph, x, neurons, timeout, dev)
+    run = ref if run is None else run
     float_acc, float_pred = _accuracy(ref["output"], labels)
     run_acc, run_pred = _accuracy(run["output"], labels)
     agree = {p: float((np.asarray(run[p]) == ref[p]).mean()) for p in ["output", *neurons]}

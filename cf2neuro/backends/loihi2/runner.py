@@ -28,7 +28,8 @@ killed too, in case anything outlived the runtime. The runtime itself ends
 a run whose process model raised (Lava would deadlock) with status 3.
 
 Timeout: ``timeout=`` seconds, else ``$CF2NEURO_LAVA_TIMEOUT``, else
-`default_timeout` (generous: 120 s + 5 ms per Lava step per node).
+`default_timeout` (generous: 120 s + ~10x the step cost measured for this
+graph's processes, convolutions, synapses and neurons, per Lava step).
 
 Errors: `RunnerError` / `RunnerTimeoutError` (the run failed or timed out: what, the runtime's
 stderr tail, what to do); `cf2neuro.errors.BadInputError` (the runtime
@@ -64,18 +65,42 @@ DEFAULT_TARGET = "loihi2"
 STDERR_TAIL = 40  # lines of the runtime's stderr quoted in an error
 
 
-def default_timeout(steps: int, nodes: int) -> float:
-    """Seconds allowed for a run of `steps` Lava steps over a graph of `nodes` NIR nodes."""
-    return 120.0 + 5e-3 * steps * max(nodes, 1)
+# Lava's cost per step (lava-nc 0.10.0, fixed_pt, 2 cores; benchmarks/lava_cost.py):
+# mlp, 9 processes: 3.8-5.5 ms/step (~0.5 ms a process); Lava's Conv: 3.7-6.7 us per
+# convolve2d call; Dense/Sparse: 0.5-1.2 ns a synapse. Every convolution counts as
+# Lava's Conv, also where the runtime picks Lava's Sparse (cf2neuro_lava/synapses.py,
+# 2-15x cheaper): a watchdog must not kill a slow run that is fine.
+STEP_PER_PROCESS = 1e-3   # s per Lava process per step (measured ~0.5 ms)
+STEP_PER_CONV_CALL = 8e-6  # s per convolve2d call (measured 4-7 us)
+STEP_PER_SYNAPSE = 2e-9   # s per Dense weight / Sparse synapse (measured 0.5-1.2 ns)
+STEP_PER_NEURON = 1e-7    # s per neuron update (numpy, vectorized)
+START_SECONDS = 120.0     # import Lava, build, compile, start and stop the processes
+SAFETY = 5.0              # times the (already doubled) estimate: a loaded or slower machine
 
 
-def _timeout(timeout: float | None, steps: int, nodes: int) -> float:
+def default_timeout(steps: int, cost: dict) -> float:
+    """Seconds allowed for `steps` Lava steps of a graph whose per-step `cost` is given.
+
+    `cost` is `graph_cost`'s count: Lava ``processes``, ``conv_calls``
+    (convolve2d calls a step), ``synapses`` (Dense weights and convolution
+    MACs a step) and ``neurons``. The bound is START_SECONDS + SAFETY x
+    steps x (1 ms per process + 8 us per conv call + 2 ns per synapse +
+    0.1 us per neuron): each term about twice the measured cost, so ~10x.
+    """
+    per_step = (STEP_PER_PROCESS * cost.get("processes", 10)
+                + STEP_PER_CONV_CALL * cost.get("conv_calls", 0)
+                + STEP_PER_SYNAPSE * cost.get("synapses", 0)
+                + STEP_PER_NEURON * cost.get("neurons", 0))
+    return START_SECONDS + SAFETY * max(steps, 0) * per_step
+
+
+def _timeout(timeout: float | None, steps: int, cost: dict) -> float:
     if timeout is not None:
         value, what = timeout, "timeout"
     elif os.environ.get(TIMEOUT_ENV):
         value, what = os.environ[TIMEOUT_ENV], f"${TIMEOUT_ENV}"
     else:
-        return default_timeout(steps, nodes)
+        return default_timeout(steps, cost)
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -130,7 +155,8 @@ def _group_fault(pgid: int, root: int, stopped_since: dict) -> str | None:
         if int(fields[2]) != pgid:
             continue
         state = fields[0]
-        if state == "Z" and len(fields) >= 50 and int(entry) != root:  # root: proc.wait sees it  # field 52 of stat: the exit status
+        # a dead worker (root's own end proc.wait sees); field 52 of stat is the exit status
+        if state == "Z" and len(fields) >= 50 and int(entry) != root:
             status = int(fields[49])
             if status & 0x7F:
                 name = signal.Signals(status & 0x7F).name if status & 0x7F < 65 else "?"
@@ -240,7 +266,8 @@ def run_nir(graph: str | PathLike, x: np.ndarray, probes: Iterable[str] = (),
         raise BadInputError(f"inputs must be [T, B, *input_shape] (time first), got "
                             f"{list(x.shape)}")
     probes = [str(p) for p in probes]
-    limit = _timeout(timeout, x.shape[0] * x.shape[1], _count_nodes(graph))
+    cost = graph_cost(graph)
+    limit = _timeout(timeout, x.shape[0] * x.shape[1] + cost["processes"], cost)
     py = Path(python) if python is not None else lava_python(progress=True)
     with tempfile.TemporaryDirectory(prefix="cf2neuro-lava-") as tmp:
         tmp = Path(tmp)
@@ -369,13 +396,53 @@ def _fits_int32(x: np.ndarray) -> bool:
     return x.size == 0 or (x.min() >= -2 ** 31 and x.max() < 2 ** 31)
 
 
-def _count_nodes(graph: Path) -> int:
+def graph_cost(graph: Path) -> dict:
+    """What a Lava step of the NIR file `graph` costs: processes, conv calls, synapses, neurons.
+
+    Read from the file (h5py, no Lava): a process per node; per Conv2d
+    C_out·C_in/groups convolve2d calls and C_out·C_in/groups·kh·kw·H·W
+    MACs; per SumPool2d over C channels C²/groups calls (its grouped Conv of
+    ones, groups the largest divisor of C up to 127) and C·H·W synapses;
+    per Dense its weights; per neuron node its neurons. An unreadable file
+    counts as 10 processes (only the watchdog uses this).
+    """
+    cost = {"processes": 10, "conv_calls": 0, "synapses": 0, "neurons": 0}
     try:
         import h5py
         with h5py.File(graph, "r") as f:
-            return len(f["node"]["nodes"])
+            nodes = f["node"]["nodes"]
+            edges = [(_text(s), _text(d)) for s, d in f["node"]["edges"][()]] \
+                if "edges" in f["node"] else []
+            cost["processes"] = len(nodes) + 2  # and the recorders
+            shapes = {k: n["v_threshold"].shape for k, n in nodes.items() if "v_threshold" in n}
+            for name, node in nodes.items():
+                _node_cost(node, name, edges, shapes, cost)
     except Exception:  # only a timeout estimate
-        return 10
+        pass
+    return cost
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _node_cost(node, name: str, edges: list, shapes: dict, cost: dict) -> None:
+    kind = _text(node["type"][()])
+    if kind == "Conv2d":
+        cout, cin, kh, kw = node["weight"].shape
+        h, w = (int(v) for v in node["input_shape"][()]) if "input_shape" in node else (32, 32)
+        cost["conv_calls"] += cout * cin
+        cost["synapses"] += cout * cin * kh * kw * h * w
+    elif kind == "SumPool2d":
+        src = next((shapes[s] for s, d in edges if d == name and s in shapes), (128, 32, 32))
+        c = int(src[0]) if len(src) == 3 else 128
+        groups = max(g for g in range(1, min(c, 127) + 1) if c % g == 0)
+        cost["conv_calls"] += c * (c // groups)
+        cost["synapses"] += int(np.prod(src))
+    elif kind in ("Affine", "Linear"):
+        cost["synapses"] += int(np.prod(node["weight"].shape))
+    elif "v_threshold" in node:
+        cost["neurons"] += int(np.prod(node["v_threshold"].shape))
 
 
 # --- the runner ------------------------------------------------------------------

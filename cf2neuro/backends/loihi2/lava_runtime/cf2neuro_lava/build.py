@@ -17,8 +17,12 @@ recurrent       cf2neuro's ``ResetDense`` (procs/rdense): Lava's bit-accurate
 Linear/Affine   Dense whose one-step buffer is zeroed at every sample start
 (back edge)     (see "Recurrent graphs" below)
 Conv2d          ``Conv``: kernel flipped and transposed to Lava's
-                (C_out, kx, ky, C_in/g), stride/padding/dilation as (x, y)
+                (C_out, kx, ky, C_in/g), stride/padding/dilation as (x, y);
+                or, where exact, Lava's ``Sparse`` with the same synapses
+                (synapses.py: one sparse product a step, not C_out·C_in
+                convolve2d calls)
 SumPool2d       ``Conv`` of ones, groups = channels, stride = the pool's
+                (or ``Sparse``, as Conv2d)
 Flatten         no process: the source port reshaped (C order over Lava's
                 (X, Y, C) layout; the next Dense's columns absorb the order)
 LIF / IF with   cf2neuro's ``CFNeuron`` (procs/cf), reset every T steps at
@@ -258,7 +262,8 @@ def build(graph: nir.NIRGraph, x: np.ndarray, probes=(), record_dir=None) -> Net
     flat = x.reshape(T, B, -1).transpose(1, 0, 2).reshape(B * T, -1)
     stream[:B * T, in_index] = flat
     source = Source(data=np.ascontiguousarray(stream.T.reshape(*lava_shape, steps)))
-    ctx.values[in_name] = Value(source.s_out, shape, lava_shape, in_index, 0)
+    ctx.values[in_name] = Value(source.s_out, shape, lava_shape, in_index, 0,
+                                bound=int(np.abs(x).max(initial=0)))
 
     outputs: dict[str, Value] = {}
     for name in order:
@@ -289,7 +294,7 @@ def build(graph: nir.NIRGraph, x: np.ndarray, probes=(), record_dir=None) -> Net
                              f"the run) but feeds {d_name!r}; a bias that drives other nodes "
                              f"belongs in the next neuron's bias_mant")
     net = Network(source, steps, T, B, latency, shape, ctx.values[in_name],
-                  processes=ctx.processes, meta=meta)
+                  processes=ctx.processes, meta=meta, cost=ctx.cost)
     names = _output_order(graph, list(outputs))
     for k, name in enumerate(names):
         net.outputs["output" if k == 0 else name] = outputs[name]

@@ -33,6 +33,7 @@ class Value:
     index: np.ndarray            # ir.ravel()[i] == lava.ravel()[index[i]]
     depth: int                   # pipeline depth: steps behind the input
     offset: np.ndarray | None = None  # added to recordings (a readout's bias_int)
+    bound: int | None = None     # largest |payload| it sends (None: unknown)
 
     def to_lava(self, a: np.ndarray) -> np.ndarray:
         """A per-neuron array in IR shape -> the same values in the port's layout."""
@@ -62,6 +63,7 @@ class Network:
     reads: dict[str, tuple] = field(default_factory=dict)     # "v:NAME" -> (Read, Value, skip)
     processes: dict[str, object] = field(default_factory=dict)  # node -> Lava process
     meta: dict = field(default_factory=dict)                   # graph fixed-point metadata
+    cost: dict = field(default_factory=dict)                   # per step (see _Ctx.cost)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class _Ctx:
     recurrent: set = field(default_factory=set)  # Denses on a back edge (ResetDense)
     values: dict = field(default_factory=dict)
     processes: dict = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)  # per step: convolve2d calls, sparse synapses
 
 
 def _image_index(shape: tuple[int, ...]) -> np.ndarray:
@@ -198,11 +201,25 @@ def _dense(name, node, ins, ctx) -> Value:
     return Value(proc.a_out, (n,), (n,), np.arange(n), depth, bias)
 
 
-def _conv_value(name, src: Value, proc, cout: int) -> Value:
-    x, y, c = (int(s) for s in proc.output_shape)
-    if c != cout:
-        raise GraphError(f"node {name!r}: Lava's Conv gives {c} channels, expected {cout}")
-    return Value(proc.a_out, (c, y, x), (x, y, c), _image_index((c, y, x)), src.depth + 1)
+def _conv_value(name, src: Value, weight, groups: int, fp: dict, strides, ctx) -> Value:
+    """Lava's Conv or Sparse (cf2neuro_lava.synapses) for a convolution; its output Value."""
+    from .synapses import conv_synapse
+
+    c, h, wd = src.shape
+    stride, padding, dilation = strides
+    proc, port, (x, y, cout), bound, kind = conv_synapse(
+        name, src.port, weight, (wd, h, c), stride, padding, dilation, groups,
+        _int(name, fp, "num_message_bits", 0, 31), src.bound)
+    if cout != weight.shape[0]:
+        raise GraphError(f"node {name!r}: Lava gives {cout} channels, expected {weight.shape[0]}")
+    ctx.processes[name] = proc
+    if kind == "conv":  # conv_scipy: one convolve2d per (output, input-of-its-group) channel
+        key, count = "conv_calls", weight.shape[0] * weight.shape[3]
+    else:
+        key, count = "sparse_synapses", int(proc.weights.init.nnz)
+    ctx.cost[key] = ctx.cost.get(key, 0) + count
+    return Value(port, (cout, y, x), (x, y, cout), _image_index((cout, y, x)), src.depth + 1,
+                 bound=bound)
 
 
 def _image_src(name, node, ins) -> Value:
@@ -214,8 +231,6 @@ def _image_src(name, node, ins) -> Value:
 
 
 def _conv(name, node, ins, ctx) -> Value:
-    from lava.proc.conv.process import Conv
-
     src = _image_src(name, node, ins)
     fp = fixed_point(name, node, ("weight_mant", "num_message_bits"),
                      ("stride", "padding", "dilation", "groups"))
@@ -233,12 +248,7 @@ def _conv(name, node, ins, ctx) -> Value:
     # PyTorch cross-correlates (Cout, Cin/g, kh, kw) over (C, H, W); Lava convolves
     # (Cout, kx, ky, Cin/g) over (X, Y, C) = (W, H, C): transpose, then flip the kernel.
     lava_w = np.ascontiguousarray(np.flip(w.transpose(0, 3, 2, 1), axis=(1, 2)))
-    proc = Conv(weight=lava_w, input_shape=(wd, h, c), stride=(sw, sh), padding=(pw, ph),
-                dilation=(dw, dh), groups=groups,
-                num_message_bits=_int(name, fp, "num_message_bits", 0, 31), name=name)
-    src.port.connect(proc.s_in)
-    ctx.processes[name] = proc
-    return _conv_value(name, src, proc, w.shape[0])
+    return _conv_value(name, src, lava_w, groups, fp, ((sw, sh), (pw, ph), (dw, dh)), ctx)
 
 
 GROUPS_MAX = 127  # Lava's Conv keeps `groups` as int8: 128 or more wraps and computes garbage
@@ -260,8 +270,6 @@ def pooling_weights(c: int, kh: int, kw: int) -> tuple[int, np.ndarray]:
 
 
 def _sumpool(name, node, ins, ctx) -> Value:
-    from lava.proc.conv.process import Conv
-
     src = _image_src(name, node, ins)
     fp = fixed_point(name, node, ("num_message_bits",), ("kernel", "stride", "padding"))
     kh, kw = _pair(name, fp.get("kernel", node.kernel_size), "kernel")
@@ -269,12 +277,7 @@ def _sumpool(name, node, ins, ctx) -> Value:
     ph, pw = _pair(name, fp.get("padding", getattr(node, "padding", 0)), "padding")
     c, h, wd = src.shape
     groups, weight = pooling_weights(c, kh, kw)
-    proc = Conv(weight=weight, input_shape=(wd, h, c), stride=(sw, sh), padding=(pw, ph),
-                groups=groups, num_message_bits=_int(name, fp, "num_message_bits", 0, 31),
-                name=name)
-    src.port.connect(proc.s_in)
-    ctx.processes[name] = proc
-    return _conv_value(name, src, proc, c)
+    return _conv_value(name, src, weight, groups, fp, ((sw, sh), (pw, ph), (1, 1)), ctx)
 
 
 def _flatten(name, node, ins, ctx) -> Value:
@@ -287,7 +290,7 @@ def _flatten(name, node, ins, ctx) -> Value:
                          f"{list(src.shape)} input; the Lava runtime flattens whole samples only")
     n = math.prod(src.shape)
     port = src.port if nd == 1 else src.port.reshape(new_shape=(n,))
-    return Value(port, (n,), (n,), src.index.copy(), src.depth)
+    return Value(port, (n,), (n,), src.index.copy(), src.depth, bound=src.bound)
 
 
 def _neuron(name, node, ins, ctx) -> Value:
@@ -303,7 +306,8 @@ def _neuron(name, node, ins, ctx) -> Value:
     for v in ins:
         v.port.connect(proc.a_in)
     ctx.processes[name] = proc
-    return Value(proc.s_out, first.shape, first.lava_shape, first.index, depth)
+    bound = int(proc.proc_params["max_spikes"]) if make is _cf else 1  # CF: |n| <= K; LIF: 1
+    return Value(proc.s_out, first.shape, first.lava_shape, first.index, depth, bound=bound)
 
 
 def _check_summable(name: str, a: Value, b: Value, what: str = "an input") -> None:

@@ -243,7 +243,9 @@ def _run_graph(graph, x, probes, guard, stop_timeout, record_dir, progress, chun
     t0 = time.perf_counter()
     net = build(graph, x, probes, record_dir)
     stats.update(build_s=time.perf_counter() - t0, steps=net.steps, samples=net.samples,
-                 timesteps=net.timesteps, latency=net.latency, processes=_count(net))
+                 timesteps=net.timesteps, latency=net.latency, processes=_count(net),
+                 conv_calls_per_step=int(net.cost.get("conv_calls", 0)),
+                 sparse_synapses=int(net.cost.get("sparse_synapses", 0)))
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     anchor = net.source
     results: dict = {}
