@@ -7,8 +7,12 @@ TORCH  ?= torch==2.13.0
 VENV   := .venv
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+# nir 1.0.4, what Sinabs and Rockpool pin, in a venv of its own:
+# tests/test_nir_compat.py reads cf2neuro's NIR files with it
+VENV104  := .venv-nir104
+STAMP104 := $(VENV104)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv venv-nir104 clean
 
 venv: $(STAMP)
 
@@ -22,11 +26,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps neurobench==2.3.0
 	touch $(STAMP)
 
+venv-nir104: $(STAMP104)
+
+$(STAMP104): Makefile
+	test -x $(VENV104)/bin/python || $(PYTHON) -m venv $(VENV104)
+	$(VENV104)/bin/pip install --quiet nir==1.0.4 numpy h5py
+	touch $(STAMP104)
+
 demo: $(STAMP)
 	$(VENV)/bin/cf2neuro demo
 
-test: $(STAMP)
+test: $(STAMP) $(STAMP104)
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) cf2neuro-demo .pytest_cache
+	rm -rf $(VENV) $(VENV104) cf2neuro-demo .pytest_cache

@@ -58,7 +58,7 @@ Attention (Spikformer's Q·Kᵀ·V per head, on spikes; no weights):
 - kind ``attention``: energy models price its synops as synaptic operations
   and say so in their assumptions (no chip has an attention circuit).
 
-Neuron layers (CFNeuron, LIF, IF, CubaLIF):
+Neuron layers (CFNeuron, LIF, IF, CubaLIF; Threshold, stateless, counts as one):
 
 - ``neuron_updates``: neurons per step (every neuron is updated every step);
 - ``active_updates``: neurons that fired at that step (|output| > 0);
@@ -94,7 +94,7 @@ from ..ir.graph import Graph, Node
 
 SYNAPTIC_OPS = ("Linear", "Conv2d")
 POOL_OPS = ("SumPool2d", "AvgPool2d")
-NEURON_OPS = ("CFNeuron", "LIF", "IF", "CubaLIF")
+NEURON_OPS = ("CFNeuron", "LIF", "IF", "CubaLIF", "Threshold")  # Threshold: stateless spikes
 _THROUGH = ("Flatten", "Identity", "Permute", "Output", "MaxPool2d", *POOL_OPS)
 SYNAPSE_KEYS = ("events", "payload", "synops", "payload_synops", "macs", "dense_macs")
 NEURON_KEYS = ("neuron_updates", "active_updates", "spikes", "spike_payload")

@@ -55,6 +55,8 @@ Permute    -                                perm: list[int] over per-sample dims
 Mean       -                                dims: list[int], reduced and dropped
 Add        -                                >= 2 inputs of equal shape, summed
 Scale      scale (broadcasts to input)      y = scale · x (scalar or per element)
+Threshold  threshold (broadcasts to input)  y = 1 where x > threshold, else 0;
+                                            stateless (NIR's Threshold)
 Attention  -                                heads, scale s. Inputs Q, K, V, each
                                             [N, D], D = heads·d. Per head h
                                             (columns h·d..(h+1)·d-1):

@@ -47,8 +47,8 @@ class FloatNumerics:
         "Identity": "identity", "Output": "identity", "Linear": "linear", "Conv2d": "conv2d",
         "BatchNorm": "batchnorm", "AvgPool2d": "avgpool2d", "SumPool2d": "sumpool2d",
         "MaxPool2d": "maxpool2d", "Flatten": "flatten", "Permute": "permute", "Mean": "mean",
-        "Add": "add", "Scale": "scale", "Attention": "attention", "CFNeuron": "cf_neuron",
-        "LIF": "lif", "IF": "if_neuron", "LI": "li", "CubaLIF": "cuba_lif",
+        "Add": "add", "Scale": "scale", "Threshold": "threshold", "Attention": "attention",
+        "CFNeuron": "cf_neuron", "LIF": "lif", "IF": "if_neuron", "LI": "li", "CubaLIF": "cuba_lif",
     }
 
     def __init__(self, dtype: torch.dtype = torch.float32, device=None):
@@ -111,8 +111,13 @@ class FloatNumerics:
         return lambda x: F.avg_pool2d(x, count_include_pad=cip, **kw)
 
     def sumpool2d(self, node, graph):
-        kw = self._pool_args(node)
-        return lambda x: F.avg_pool2d(x, count_include_pad=True, divisor_override=1, **kw)
+        # a grouped Conv of ones (as Lava computes it): exact sums, and torch's ONNX exporter
+        # keeps it, where it drops avg_pool2d's divisor_override and would average
+        a, c = node.attrs, graph[node.inputs[0]].shape[0]
+        k = [a["kernel"]] * 2 if isinstance(a["kernel"], int) else list(a["kernel"])
+        ones = torch.ones((c, 1, *k), dtype=self.dtype, device=self.device)
+        return lambda x: F.conv2d(x, ones, None, stride=a["stride"], padding=a["padding"],
+                                  groups=c)
 
     def maxpool2d(self, node, graph):
         kw = self._pool_args(node)
@@ -140,6 +145,10 @@ class FloatNumerics:
     def scale(self, node, graph):
         s = self.param(node, "scale")
         return lambda x: x * s
+
+    def threshold(self, node, graph):
+        thr = self.param(node, "threshold")
+        return lambda x: (x > thr).to(x.dtype)  # a Heaviside step per step, no state
 
     def attention(self, node, graph):
         heads, scale = node.attrs["heads"], node.attrs["scale"]

@@ -171,6 +171,11 @@ def _scale(node, shapes):
     return shapes[0]
 
 
+def _threshold(node, shapes):
+    _broadcasts(node, shapes[0], ["threshold"])
+    return shapes[0]
+
+
 def _attention(node, shapes):
     if any(x != shapes[0] for x in shapes) or len(shapes[0]) != 2:
         raise ValueError(f"Q, K, V must share one [tokens, dim] shape, got "
@@ -222,6 +227,8 @@ for _spec in [
     OpSpec("Mean", _mean, attrs={"dims": REQUIRED}),
     OpSpec("Add", _add, (2, None)),
     OpSpec("Scale", _scale, params=("scale",)),
+    OpSpec("Threshold", _threshold, params=("threshold",),
+           doc="NIR's Threshold, stateless: 1 where x > threshold (strict), else 0"),
     OpSpec("Attention", _attention, (3, 3), attrs={"heads": REQUIRED, "scale": REQUIRED}),
     OpSpec("CFNeuron", _cf, optional=("threshold", "beta"), stateful=True, integer=_BIAS,
            attrs={"threshold": 1.0, "beta": 0.5, "max_spikes": 1, "signed": True}),

@@ -17,8 +17,22 @@ What goes into the file
   snnTorch's importer assumes), and is stored in the graph metadata.
 - Linear -> ``nir.Affine`` (``nir.Linear`` without bias); Conv2d ->
   ``nir.Conv2d`` with ``input_shape`` (a zero bias when the IR has none,
-  metadata ``has_bias = False``); AvgPool2d / SumPool2d / Flatten / Scale
-  -> the NIR node of the same name; LIF / IF / LI / CubaLIF -> themselves.
+  metadata ``has_bias = False``); AvgPool2d / SumPool2d / Flatten / Scale /
+  Threshold -> the NIR node of the same name; LIF / IF / LI / CubaLIF ->
+  themselves.
+- **Pooling**: a float ``AvgPool2d`` stays ``nir.AvgPool2d`` (NIR has it:
+  the window's mean, what Norse and snnTorch build); a sum pooling in the IR
+  (a quantized graph's pools, `cf2neuro.quant.quantize` turns each AvgPool2d
+  into a SumPool2d with 1/k² folded into its consumer; an imported
+  SumPool2d) is ``nir.SumPool2d``, which Norse, Sinabs and Spyx import.
+- **Names**: NIR nodes keep the IR's names; ``input_name`` / ``output_name``
+  rename the graph's one Input / Output node (Spyx looks for ``input``).
+- **Portable files** (``write_nir(..., portable=True)``, what ``cf2neuro
+  export`` writes): readable by every nir release from 1.0.4 (Sinabs and
+  Rockpool pin it) to the newest; see `compat` for the two rewrites (a zero
+  ``v_reset`` left out, node metadata of node types 1.0.4 gives none kept in
+  the graph's metadata). nir 1.0.4 also has ``nir.Delay``, but the IR has no
+  delay op (its one-step delays are recurrent back edges), so none is written.
 - **Add**: NIR has no Add node; in NIR several edges into one node sum
   their sources. So an IR ``Add(a, b) -> c`` is written as the edges
   ``a -> c`` and ``b -> c`` (Adds feeding Adds are flattened; an operand
@@ -86,10 +100,11 @@ import nir
 import numpy as np
 
 from .. import __version__
-from ..errors import UnsupportedError
+from ..errors import BadInputError, UnsupportedError
 from ..fileio import atomic_path
 from ..ir import Graph, Node
 from ..ir.ops import OPS
+from .compat import make_portable
 from .discretize import DEFAULT_DT, cf_to_lif, check_dt
 
 log = logging.getLogger(__name__)
@@ -215,6 +230,10 @@ def _scale(node: Node, ctx: _Context) -> nir.NIRNode:
     return nir.Scale(scale=_full(node.params["scale"], node.shape))
 
 
+def _threshold(node: Node, ctx: _Context) -> nir.NIRNode:
+    return nir.Threshold(threshold=_full(node.params["threshold"], node.shape))
+
+
 def _cf(node: Node, ctx: _Context) -> nir.NIRNode:
     a = node.attrs
     theta = node.params.get("threshold")
@@ -283,6 +302,7 @@ EXPORTERS: dict[str, Lowering] = {
     "SumPool2d": _sumpool,
     "Flatten": _flatten,
     "Scale": _scale,
+    "Threshold": _threshold,
     "CFNeuron": _cf,
     "LIF": _neuron(nir.LIF, ("tau", "r", "v_leak", "v_threshold")),
     "IF": _neuron(nir.IF, ("r", "v_threshold")),
@@ -339,17 +359,22 @@ def _edges(g: Graph, nodes: dict[str, nir.NIRNode]) -> list[tuple[str, str]]:
     return edges
 
 
-def to_nir(graph: Graph, dt: float | None = None, strict: bool = False) -> nir.NIRGraph:
+def to_nir(graph: Graph, dt: float | None = None, strict: bool = False, *,
+           input_name: str | None = None, output_name: str | None = None) -> nir.NIRGraph:
     """Lower an IR graph to a `nir.NIRGraph`; see the module docstring.
 
     `dt` (seconds per step) defaults to ``graph.meta["dt"]``, then
     `DEFAULT_DT`. `strict` refuses anything but binary, reset-to-zero LIF/IF
     semantics (raises `UnsupportedError` with every reason); otherwise each
     difference a non-cf2neuro consumer will see is logged as a warning.
+    `input_name` / `output_name` name the NIR Input / Output node (default:
+    the IR's names, ``x`` and ``output`` for a traced model).
     """
     g = graph.copy()
     g.validate()
     _refuse_unsupported(g)
+    _rename(g, "Input", input_name)
+    _rename(g, "Output", output_name)
     dt = check_dt(dt if dt is not None else g.meta.get("dt", DEFAULT_DT), "dt")
     ctx = _Context(g, dt)
     nodes: dict[str, nir.NIRNode] = {}
@@ -376,6 +401,27 @@ def to_nir(graph: Graph, dt: float | None = None, strict: bool = False) -> nir.N
     except (ValueError, AssertionError) as e:  # NIR's own type check: a lowering bug
         raise UnsupportedError(f"NIR rejects the exported graph ({e}); please report this "
                                f"with the model's config") from None
+
+
+def _rename(g: Graph, op: str, name: str | None) -> None:
+    """Give the graph's one `op` node (Input or Output) the NIR name `name`."""
+    if name is None:
+        return
+    found = [n.name for n in g.nodes.values() if n.op == op]
+    if len(found) != 1:
+        raise BadInputError(f"cannot name the NIR {op} node {name!r}: the graph has "
+                            f"{len(found)} {op} nodes {found}; only a graph with one can be "
+                            f"renamed")
+    if not name or "/" in name or "." in name:
+        raise BadInputError(f"NIR {op} node name {name!r} must be non-empty, without '/' "
+                            f"or '.'")
+    if name != found[0] and name in g:
+        raise BadInputError(f"cannot name the NIR {op} node {name!r}: the graph already "
+                            f"has a {g[name].op} node of that name")
+    node = g.nodes[found[0]]
+    g.replace_uses(node.name, name)
+    node.name = name
+    g.nodes = {n.name: n for n in g.nodes.values()}  # same order, the new key
 
 
 def fixed_point_metadata(n: Node) -> dict:
@@ -408,9 +454,18 @@ def _report(ctx: _Context, strict: bool) -> None:
 
 
 def write_nir(graph: Graph, path: str | PathLike, dt: float | None = None,
-              strict: bool = False) -> nir.NIRGraph:
-    """`to_nir` then `nir.write`, atomically: a reader never sees half a file."""
-    ng = to_nir(graph, dt=dt, strict=strict)
+              strict: bool = False, *, portable: bool = False, input_name: str | None = None,
+              output_name: str | None = None) -> nir.NIRGraph:
+    """`to_nir` then `nir.write`, atomically: a reader never sees half a file.
+
+    `portable` writes a file that every nir release from 1.0.4 to the newest
+    reads (`compat`; what ``cf2neuro export`` writes). Without it, node
+    metadata stays where nir 1.0.8 puts it (Conv2d and Linear carry their
+    integer form there, where the Lava runtime reads it).
+    """
+    ng = to_nir(graph, dt=dt, strict=strict, input_name=input_name, output_name=output_name)
     with atomic_path(path) as tmp:
         nir.write(tmp, ng)
+        if portable:
+            make_portable(tmp)
     return ng

@@ -3,8 +3,9 @@
 One import function per NIR node type in `IMPORTERS` (keyed by the NIR
 class). Each returns the IR op, its parameters and attributes; the graph
 walk around them adds the edges. Covered: Input, Output, Affine, Linear,
-Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, LIF, IF, LI, CubaLIF, nested
-NIRGraphs (flattened), and recurrent edges.
+Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, Threshold, LIF, IF, LI,
+CubaLIF, nested NIRGraphs (flattened), and recurrent edges. Not covered:
+Delay (the IR has no delay op), Conv1d, I, CubaLI: refused with the reason.
 
 Semantics, following NIR and the frameworks that write it (see
 `discretize` for the per-framework table):
@@ -23,6 +24,17 @@ Semantics, following NIR and the frameworks that write it (see
   Input nodes, and a given ``input_shape`` (or Flatten ``input_type``, or
   Output shape) that disagrees with the inference is an error.
 - NIR ``Flatten`` dims count per-sample dims (NIR's own type inference).
+- Input and Output nodes may have any names (Spyx calls its Input
+  ``input``). An Input type with a leading batch dimension of 1 (``[1, N]``
+  or ``[1, C, H, W]``, as Norse and Rockpool write) is read without it when
+  the rest then fits the graph (its consumers' weights, the shapes the file
+  declares); when only the shape as written fits, it is kept. An Output
+  declaring ``[1, *shape]`` is accepted (`shapes`).
+- ``Threshold`` is the IR's stateless ``Threshold`` op: ``1`` where the
+  input is ``> threshold``, else ``0`` (NIR's Heaviside), per step. The
+  float runners run it; fixed-point targets refuse it (no integer form).
+- Files cf2neuro wrote portably keep some node metadata in the graph's
+  (`compat`); it is put back on the nodes first.
 - cf2neuro's own CF neurons (``metadata["cf2neuro.neuron"] ==
   "circulate_firing"``) come back as ``CFNeuron`` nodes with their exact
   θ, β, K and signed, unless ``read_cf_metadata=False``, which reads them as
@@ -49,9 +61,11 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..ir import Graph, IRError
 from .checks import check_imported
+from .compat import merge_node_metadata
 from .discretize import lif_to_beta, resolve_dt
 from .export import (CF_NEURON, KEY_ADD, KEY_ADD_META, KEY_FIXED, KEY_META, KEY_NEURON,
                      KEY_ORDER)
+from .shapes import check_declared_shapes, leading_batch
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +75,7 @@ class _Context:
     where: str                 # the file (or "NIR graph") for messages
     dt: float | None
     read_cf_metadata: bool
+    drop_batch: frozenset = frozenset()  # Input nodes read without their leading 1
 
 
 Imported = tuple[str, dict, dict]   # (IR op, params, attrs)
@@ -112,7 +127,8 @@ def _input(name, node: nir.Input, ctx) -> Imported:
     if shape is None:
         raise BadInputError(f"{ctx.where}: Input node {name!r} has no shape; cf2neuro needs "
                             f"the per-sample input shape (without batch and time)")
-    return "Input", {}, {"shape": [int(s) for s in _arr(shape).reshape(-1)]}
+    shape = [int(s) for s in _arr(shape).reshape(-1)]
+    return "Input", {}, {"shape": shape[1:] if name in ctx.drop_batch else shape}
 
 
 def _output(name, node, ctx) -> Imported:
@@ -172,6 +188,10 @@ def _flatten(name, node: nir.Flatten, ctx) -> Imported:
 
 def _scale(name, node: nir.Scale, ctx) -> Imported:
     return "Scale", {"scale": _arr(node.scale)}, {}
+
+
+def _threshold(name, node: nir.Threshold, ctx) -> Imported:
+    return "Threshold", {"threshold": _arr(node.threshold)}, {}
 
 
 def _reset(node, ctx) -> dict:
@@ -248,6 +268,7 @@ IMPORTERS: dict[type, Importer] = {
     nir.AvgPool2d: _pool("AvgPool2d"),
     nir.Flatten: _flatten,
     nir.Scale: _scale,
+    nir.Threshold: _threshold,
     nir.LIF: _lif,
     nir.IF: _if,
     nir.LI: _li,
@@ -303,7 +324,7 @@ def _check_types(group, path, prefix: str) -> None:
         if t == "NIRGraph":
             _check_types(node, path, f"{prefix}{key}.")
         elif t not in {c.__name__ for c in IMPORTERS}:
-            known = "Conv1d, Delay, Threshold, I, CubaLI"
+            known = "Conv1d, Delay, I, CubaLI"
             kind = ("a NIR node type cf2neuro does not import" if t in known.split(", ")
                     else "an unknown node type")
             raise BadInputError(
@@ -379,6 +400,7 @@ def from_nir(source: str | PathLike | nir.NIRGraph, dt: float | None = None, *,
     else:
         ng, where = read_nir_file(source), str(source)
     metadata = {k: _plain(v) for k, v in (ng.metadata or {}).items()}
+    merge_node_metadata(ng.nodes, metadata)
     nodes, edges = _flatten_subgraphs(ng)
     for a, b in edges:
         for end in (a, b):
@@ -396,13 +418,28 @@ def from_nir(source: str | PathLike | nir.NIRGraph, dt: float | None = None, *,
     ctx = _Context(where, None, read_cf_metadata)
     needs = any(_needs_dt(v, ctx) for v in nodes.values() if v is not IDENTITY)
     ctx.dt = resolve_dt(dt, metadata.get("dt"), needs, where)
+    ctx.drop_batch = leading_batch(nodes)
+    if ctx.drop_batch:
+        try:
+            graph = _checked(nodes, edges, metadata, ctx)
+            log.info("%s: read the leading 1 of Input %s as a batch dimension", where,
+                     sorted(ctx.drop_batch))
+        except BadInputError:  # the 1 is a real dimension of the data: keep it
+            ctx.drop_batch = frozenset()
+    if not ctx.drop_batch:
+        graph = _checked(nodes, edges, metadata, ctx)
+    check_imported(graph, where)  # NaN parameters, dt/tau >= 1, cycles without a neuron
+    return graph
+
+
+def _checked(nodes: dict, edges, metadata: dict, ctx: _Context) -> Graph:
+    """The IR graph, validated and checked against the shapes the file declares."""
     graph = _build(nodes, edges, metadata, ctx)
     try:
         graph.validate()
     except IRError as e:
-        raise BadInputError(f"{where}: inconsistent graph: {e}") from None
-    _check_declared_shapes(nodes, graph, where)
-    check_imported(graph, where)  # NaN parameters, dt/tau >= 1, cycles without a neuron
+        raise BadInputError(f"{ctx.where}: inconsistent graph: {e}") from None
+    check_declared_shapes(nodes, graph, ctx.where, IDENTITY)
     return graph
 
 
@@ -468,30 +505,3 @@ def _json(raw) -> dict:
     except (json.JSONDecodeError, TypeError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _check_declared_shapes(nodes: dict, graph: Graph, where: str) -> None:
-    """What the file declares (Conv2d input_shape, Flatten input_type, Output) vs inference."""
-    for name, node in nodes.items():
-        if node is IDENTITY:
-            continue
-        declared = None
-        if isinstance(node, nir.Conv2d) and node.input_shape is not None:
-            declared = [int(graph[graph[name].inputs[0]].shape[0]),
-                        *(int(s) for s in _arr(node.input_shape).reshape(-1))]
-        elif isinstance(node, nir.Flatten) and node.input_type.get("input") is not None:
-            declared = [int(s) for s in _arr(node.input_type["input"]).reshape(-1)]
-        elif isinstance(node, nir.Output) and node.output_type.get("output") is not None:
-            declared = [int(s) for s in _arr(node.output_type["output"]).reshape(-1)]
-        if declared is None:
-            continue
-        got = list(graph[graph[name].inputs[0]].shape)
-        if declared == got:
-            continue
-        if isinstance(node, nir.Output) and int(np.prod(declared)) == int(np.prod(got)):
-            log.warning("%s: Output %r declares shape %s; the graph gives %s (same size)",
-                        where, name, declared, got)
-            continue
-        raise BadInputError(f"{where}: inconsistent shapes: node {name!r} "
-                            f"({type(node).__name__}) declares input {declared} but its "
-                            f"input is {got} as inferred from the Input node(s)")

@@ -38,6 +38,8 @@ NO_FIXED_POINT = {
                  "(cf2neuro.ir.passes.fold_batchnorm)",
     "Scale": "an element-wise gain has no Lava process; fold it into a neighbouring weight",
     "LI": "a leaky integrator reads out a membrane potential; Lava's LIF sends spikes only",
+    "Threshold": "a stateless threshold (NIR's Threshold) has no Lava process; import it "
+                 "as a neuron or run the float reference",
     "Identity": "internal: identities are removed before quantization",
 }
 
