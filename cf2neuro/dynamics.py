@@ -1,6 +1,7 @@
 """The math every engine shares: pure functions of (state, input, parameters).
 
     n, v, u = cf_step(v, x, theta, CFParameters(beta, K, signed))   one CF step (DESIGN §1)
+    CFParameters(..., reset="zero")                                 reset to zero (NIR's LIF)
     y = spiking_attention(q, k, v, heads, scale)                    Q·Kᵀ·V·s, no softmax
     p = attention_product(q, k, v, heads)                           Q·Kᵀ·V (integers stay so)
 
@@ -17,6 +18,8 @@ import torch
 
 from .errors import ConfigError
 
+RESETS = ("subtract", "zero")
+
 
 class CFParameters(NamedTuple):
     """The fixed hyper-parameters of a CF layer (θ and α_t are tensors)."""
@@ -24,12 +27,15 @@ class CFParameters(NamedTuple):
     beta: float = 0.5          # decay in (0, 1]; 1 = IF
     max_spikes: int = 1        # K >= 1
     signed: bool = True        # allow negative spikes
-    detach_reset: bool = True  # no gradient through the soft reset (as snnTorch)
+    detach_reset: bool = True  # no gradient through the reset (as snnTorch)
     surrogate: str = "sigmoid"
+    reset: str = "subtract"    # after firing: v = u - n·θ (the method's), or "zero": v = 0
 
     def check(self) -> "CFParameters":
         if not 0.0 < self.beta <= 1.0:
             raise ConfigError(f"CF decay beta must be in (0, 1], got {self.beta}")
+        if self.reset not in RESETS:
+            raise ConfigError(f"CF reset must be one of {RESETS}, got {self.reset!r}")
         if int(self.max_spikes) != self.max_spikes or self.max_spikes < 1:
             raise ConfigError(f"CF max_spikes K must be an integer >= 1, got {self.max_spikes}")
         from .nn.surrogate import bump
@@ -46,7 +52,12 @@ def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters):
     """One step: returns (n, v_next, u). No surrogate; for simulators."""
     u = p.beta * v + x
     n = torch.clamp(torch.div(u, theta, rounding_mode="trunc"), p.lowest, p.max_spikes)
-    return n, u - n * theta, u
+    return n, reset(u, n, theta, p.reset == "zero"), u
+
+
+def reset(u: torch.Tensor, n: torch.Tensor, theta, zero: bool) -> torch.Tensor:
+    """The state after firing n: u - n·θ (reset by subtraction), or 0 where n != 0."""
+    return u * (n == 0) if zero else u - n * theta
 
 
 def attention_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -130,7 +130,11 @@ def straight_through(x, alpha, theta, p: CFParameters, us: list | None = None):
         smooth = proxy(u, alpha[t], theta, p.max_spikes, p.signed, p.surrogate)
         n = stair + (smooth - smooth.detach())
         out.append(n)
-        v = u - (n.detach() if p.detach_reset else n) * theta
+        if p.reset == "zero":  # v = u·[n = 0]; without detach, dv/dn = -u (snnTorch's form)
+            keep = (stair == 0).to(u.dtype)
+            v = u * keep if p.detach_reset else u * keep - u.detach() * (n - n.detach())
+        else:
+            v = u - (n.detach() if p.detach_reset else n) * theta
     return torch.stack(out)
 
 
@@ -141,13 +145,14 @@ def fused_grads(x, alpha, theta, p, gout):
     return out, x.grad, alpha.grad, theta.grad
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("shape", sorted(BUMPS))
 @pytest.mark.parametrize("k_max,signed,detach", [(1, True, True), (3, True, False),
                                                  (2, False, True), (1, False, False)])
-def test_fused_backward_equals_straight_through_autograd(shape, k_max, signed, detach):
+def test_fused_backward_equals_straight_through_autograd(shape, k_max, signed, detach, reset):
     torch.manual_seed(1)
     p = CFParameters(beta=0.7, max_spikes=k_max, signed=signed, detach_reset=detach,
-                     surrogate=shape)
+                     surrogate=shape, reset=reset)
     x = torch.randn(5, 3, 7, dtype=torch.float64) * 2
     alpha = torch.tensor([4.0, 3.0, 2.5, 5.0, 1.5], dtype=torch.float64)
     theta = torch.tensor(0.9, dtype=torch.float64)
@@ -161,6 +166,15 @@ def test_fused_backward_equals_straight_through_autograd(shape, k_max, signed, d
     torch.testing.assert_close(gx, xr.grad)
     torch.testing.assert_close(ga, ar.grad)
     torch.testing.assert_close(gt, tr.grad)
+
+
+def test_reset_to_zero_forgets_the_residue_that_subtraction_keeps():
+    """Hand-computed: θ = 1, β = 1, K = 2, input 1.5 each step."""
+    x = torch.full((3, 1), 1.5)
+    sub = CFNeuron(3, beta=1.0, max_spikes=2, signed=False)(x)[:, 0].tolist()
+    zero = CFNeuron(3, beta=1.0, max_spikes=2, signed=False, reset="zero")(x)[:, 0].tolist()
+    assert sub == [1.0, 2.0, 1.0]   # u = 1.5, 2.0 (0.5 kept), 1.5: the residue carries on
+    assert zero == [1.0, 1.0, 1.0]  # u = 1.5 every step: v = 0 after each spike
 
 
 @pytest.mark.parametrize("k_max,detach", [(1, True), (3, False)])

@@ -62,7 +62,8 @@ def test_cf_attributes_and_parameters():
     g = trace_model(model)
     cf = g["layers.2"]
     assert cf.op == "CFNeuron" and cf.params == {}  # the surrogate's α is training-only
-    assert cf.attrs == {"threshold": 1.375, "beta": 0.75, "max_spikes": 3, "signed": False}
+    assert cf.attrs == {"threshold": 1.375, "beta": 0.75, "max_spikes": 3, "signed": False,
+                        "reset": "subtract"}
     assert cf.meta["class"] == "CFNeuron" and "mlp.py" in cf.meta["source"]
     fc = g["layers.1"]
     assert fc.op == "Linear" and fc.params["weight"].shape == (5, 64)

@@ -159,7 +159,8 @@ class FloatNumerics:
         a = node.attrs
         theta = self.param(node, "threshold", np.float32(a["threshold"]))
         beta = self.param(node, "beta") if "beta" in node.params else float(a["beta"])
-        p = CFParameters(beta, int(a["max_spikes"]), bool(a["signed"]))
+        p = CFParameters(beta, int(a["max_spikes"]), bool(a["signed"]),
+                         reset=a.get("reset", "subtract"))
 
         def step(v, x):
             n, v, _ = cf_step(torch.zeros_like(x) if v is None else v, x, theta, p)

@@ -348,7 +348,7 @@ def _cf(c: _Converter, mod: CFNeuron, x):
     p = mod.params  # α (the surrogate) is training-only: not part of the IR
     return c.emit("CFNeuron", [x], attrs={"threshold": float(theta), "beta": float(p.beta),
                                           "max_spikes": int(p.max_spikes),
-                                          "signed": bool(p.signed)})
+                                          "signed": bool(p.signed), "reset": p.reset})
 
 
 def _attention(c: _Converter, mod: SpikingSelfAttention, q, k, v):

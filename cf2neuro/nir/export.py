@@ -242,7 +242,8 @@ def _cf(node: Node, ctx: _Context) -> nir.NIRNode:
                        np.float64 if theta is None else None)
     beta_full = _full(a["beta"] if beta is None else beta, node.shape, np.float64)
     meta = {KEY_NEURON: CF_NEURON, "K": int(a["max_spikes"]), "signed": bool(a["signed"]),
-            "reset": "subtract", "threshold": float(a["threshold"]), "beta": float(a["beta"])}
+            "reset": str(a.get("reset", "subtract")), "threshold": float(a["threshold"]),
+            "beta": float(a["beta"])}
     if theta is not None:
         meta["threshold_array"] = np.array(theta)
     if beta is not None:
@@ -264,10 +265,12 @@ def _cf_caveat(a: dict) -> str:
         spikes.append("negative spikes")
     if a["max_spikes"] > 1:
         spikes.append(f"graded spikes up to K={a['max_spikes']}")
-    what = f"CF neuron (K={a['max_spikes']}, signed={bool(a['signed'])})"
+    zero = a.get("reset", "subtract") == "zero"
+    what = f"CF neuron (K={a['max_spikes']}, signed={bool(a['signed'])}, reset={a.get('reset')})"
     lost = (", ".join(spikes) + " are lost; ") if spikes else ""
+    rule = ("" if zero else "CF subtracts n·θ (reset by subtraction) and ")
     return (f"{what}: NIR states a binary LIF/IF that resets to zero and fires at v > θ; "
-            f"CF subtracts n·θ (reset by subtraction) and fires at u >= θ; {lost}"
+            f"{rule}CF fires at u >= θ (a potential exactly at θ differs); {lost}"
             f"a consumer without cf2neuro reads the plain LIF/IF")
 
 

@@ -232,8 +232,12 @@ def _cf(name, node, ctx) -> Imported:
             beta = _uniform(b)
             if beta is None:
                 params["beta"], beta = b, 0.5
+    reset = _plain(m.get("reset", "subtract"))
+    if reset not in ("subtract", "zero"):
+        raise BadInputError(f"{ctx.where}: CF node {name!r} says reset {reset!r}; cf2neuro "
+                            f"writes 'subtract' or 'zero'")
     attrs = {"threshold": float(theta), "beta": float(beta), "max_spikes": int(m.get("K", 1)),
-             "signed": bool(m.get("signed", False))}
+             "signed": bool(m.get("signed", False)), "reset": reset}
     return "CFNeuron", params, attrs
 
 

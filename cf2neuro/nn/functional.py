@@ -4,7 +4,7 @@ Per neuron, with state v (v_0 = 0), threshold θ, decay β, K and signed:
 
     u_t = β·v_{t-1} + x_t
     n_t = clip(trunc(u_t / θ), -K·signed, K)
-    v_t = u_t - n_t·θ
+    v_t = u_t - n_t·θ          (reset="zero": v_t = u_t if n_t = 0, else 0)
 
 `cf_step` is the one-step function that every engine (training module, float
 IR engine, fixed-point emulator) shares or mirrors. `cf_multistep` is the
@@ -22,7 +22,7 @@ import logging
 
 import torch
 
-from ..dynamics import CFParameters, cf_step  # noqa: F401  (the one CF step, re-exported)
+from ..dynamics import CFParameters, cf_step, reset  # noqa: F401  (cf_step re-exported)
 from .surrogate import bump
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ MAX_UNROLLED = 8  # windows up to this many steps run as one kernel
 CHUNK = 4         # longer windows run in chunks of this many steps
 
 
-def _unroll(x, v, theta, beta: float, hi: int, signed: bool):
+def _unroll(x, v, theta, beta: float, hi: int, signed: bool, zero: bool):
     """The forward recurrence over x: [Tc, N] from state v (None: 0); returns u_t, n_t, last v."""
     us, ns = [], []
     v = torch.zeros_like(x[0]) if v is None else v
@@ -53,16 +53,16 @@ def _unroll(x, v, theta, beta: float, hi: int, signed: bool):
         n = torch.clamp(torch.div(u, theta, rounding_mode="trunc"), -hi if signed else 0, hi)
         us.append(u)
         ns.append(n)
-        v = u - n * theta
+        v = reset(u, n, theta, zero)
     return us, ns, v
 
 
-def _forward_kernel(x, v, theta, beta: float, hi: int, signed: bool, record: bool,
-                    carry: bool):
+def _forward_kernel(x, v, theta, beta: float, hi: int, signed: bool, zero: bool,
+                    record: bool, carry: bool):
     """Spikes of one chunk, its last state when `carry` (another chunk follows),
     and the P and N sums. (Writing the spikes step by step into a given buffer
     made inductor recompute the recurrence for every step.)"""
-    us, ns, v = _unroll(x, v, theta, beta, hi, signed)
+    us, ns, v = _unroll(x, v, theta, beta, hi, signed, zero)
     pos = neg = x.new_zeros(())
     if record:
         pos = sum(torch.relu(u).sum() for u in us)
@@ -71,14 +71,14 @@ def _forward_kernel(x, v, theta, beta: float, hi: int, signed: bool, record: boo
 
 
 def _backward_kernel(x, v, gout, gv, alpha, theta, gpos, gneg, beta: float, hi: int,
-                     signed: bool, detach_reset: bool, shape: str, need_alpha: bool,
-                     need_theta: bool, carry: bool):
+                     signed: bool, zero: bool, detach_reset: bool, shape: str,
+                     need_alpha: bool, need_theta: bool, carry: bool):
     """Gradients of one chunk. gv is dL/dv after its last step, from the next chunk
     (None: the window's end). Returns dL/dx, dL/dv before its first step when
     `carry` (an earlier chunk needs it), dL/dα_t and dL/dθ."""
     f = bump(shape)
     # Recompute the chunk (cheap, elementwise) instead of saving it.
-    us, ns, _ = _unroll(x, v, theta, beta, hi, signed)
+    us, ns, _ = _unroll(x, v, theta, beta, hi, signed, zero)
     gv = torch.zeros_like(x[0]) if gv is None else gv
     gx = []
     galpha = []  # the terms of dL/dα_t and dL/dθ, summed after the loop: faster fused
@@ -96,15 +96,18 @@ def _backward_kernel(x, v, gout, gv, alpha, theta, gpos, gneg, beta: float, hi: 
                     da = da + sign * d * b
                 if need_theta:
                     dth = dth - sign * k * a * b
-        gn = gout[t] if detach_reset else gout[t] - theta * gv
-        gu = gn * s + gv
+        # v = u - n·θ: dv/du = 1, dv/dn = -θ; reset to zero, v = u·[n = 0]: dv/du = [n = 0],
+        # dv/dn = -u (as snnTorch's mem - spk·mem), each n-path only without detach_reset
+        keep = (n == 0).to(u.dtype) if zero else None
+        gn = gout[t] if detach_reset else gout[t] - (u if zero else theta) * gv
+        gu = gn * s + (gv * keep if zero else gv)
         if gpos is not None:
             gu = gu + gpos * (u > 0) - gneg * (u < 0)
         gx.append(gu)
         if need_alpha:
             galpha.append(gn * da)
         if need_theta:
-            gtheta.append(gn * dth - gv * n)
+            gtheta.append(gn * dth if zero else gn * dth - gv * n)
         gv = beta * gu
     gx.reverse()
     galpha.reverse()
@@ -195,7 +198,8 @@ class _CFWindow(torch.autograd.Function):
             if v is not None:
                 starts.append(v)  # the backward restarts each chunk from its state
             out, v, cpos, cneg = _run("forward", (x[chunk], v, theta), beta=p.beta,
-                                      hi=p.max_spikes, signed=p.signed, record=record,
+                                      hi=p.max_spikes, signed=p.signed,
+                                      zero=p.reset == "zero", record=record,
                                       carry=i + 1 < len(chunks))
             outs.append(out)
             pos, neg = pos + cpos, neg + cneg
@@ -215,7 +219,8 @@ class _CFWindow(torch.autograd.Function):
         for chunk, v in reversed(list(zip(_chunks(x.shape[0]), [None, *starts]))):
             gx, gv, galpha, gth = _run(
                 "backward", (x[chunk], v, gout[chunk], gv, alpha[chunk], theta, gpos, gneg),
-                beta=p.beta, hi=p.max_spikes, signed=p.signed, detach_reset=p.detach_reset,
+                beta=p.beta, hi=p.max_spikes, signed=p.signed, zero=p.reset == "zero",
+                detach_reset=p.detach_reset,
                 shape=p.surrogate, need_alpha=need_alpha, need_theta=need_theta,
                 carry=v is not None)
             gxs.insert(0, gx)

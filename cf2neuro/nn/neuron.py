@@ -26,6 +26,7 @@ class NeuronConfig:
     alpha_floor: float = 1.0
     learn_alpha: bool = True
     detach_reset: bool = True
+    reset: str = "subtract"        # "zero": v = 0 after a spike (NIR's LIF/IF, every peer's)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "NeuronConfig":
@@ -75,7 +76,7 @@ class CFNeuron(nn.Module):
             raise ConfigError(f"CF threshold must be > 0, got {cfg.threshold}")
         self.config = cfg
         self.params = CFParameters(cfg.beta, int(cfg.max_spikes), bool(cfg.signed),
-                                   bool(cfg.detach_reset), cfg.surrogate).check()
+                                   bool(cfg.detach_reset), cfg.surrogate, cfg.reset).check()
         theta = torch.tensor(float(cfg.threshold))
         if cfg.learn_threshold:
             self.threshold = nn.Parameter(theta)
@@ -98,4 +99,4 @@ class CFNeuron(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"theta={c.threshold}, beta={c.beta}, K={c.max_spikes}, signed={c.signed}, "
-                f"surrogate={c.surrogate}, learn_alpha={c.learn_alpha}")
+                f"reset={c.reset}, surrogate={c.surrogate}, learn_alpha={c.learn_alpha}")

@@ -132,7 +132,8 @@ def _map_cf(n: Node, dt) -> NeuronMap:
     if abs((1 - dv / DECAY_UNITY) - beta) > 1e-12:
         notes.append(f"beta {beta:g} -> {1 - dv / DECAY_UNITY:.6g} (dv = {dv})")
     return NeuronMap("cf", theta, np.asarray(gain, np.float64), 1.0, np.zeros(n.shape), 1,
-                      {"dv": dv, "max_spikes": int(a["max_spikes"]), "signed": bool(a["signed"])},
+                      {"dv": dv, "max_spikes": int(a["max_spikes"]), "signed": bool(a["signed"]),
+                       "reset": str(a.get("reset", "subtract"))},
                       notes)
 
 

@@ -320,6 +320,7 @@ class FixedPointNumerics:
         fp = fixed_point_attrs(node)
         vth, dv, k = int(fp["vth"]), int(fp["dv"]), int(fp["max_spikes"])
         lo = -k if fp["signed"] else 0
+        zero = fp.get("reset", "subtract") == "zero"  # v = 0 after a spike (NIR's LIF reset)
         if vth <= 0 or not 0 <= dv <= DECAY_UNITY:
             raise UnsupportedError(f"{node.where()}: needs vth > 0 and dv in 0..4096, got "
                                    f"vth={vth}, dv={dv}")
@@ -329,7 +330,7 @@ class FixedPointNumerics:
             v = torch.zeros_like(a) if v is None else v
             v = (trunc0(v * (DECAY_UNITY - dv)) + a + bias).clamp(-STATE_MAX, STATE_MAX)
             n = torch.div(v, vth, rounding_mode="trunc").clamp(lo, k)
-            return n, v - n * vth
+            return n, torch.where(n != 0, torch.zeros_like(v), v) if zero else v - n * vth
         return Stateful(step, lambda v: v)
 
     def lava_lif(self, node, graph):

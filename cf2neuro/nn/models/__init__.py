@@ -203,5 +203,6 @@ def _plain(v):
     return v
 
 
-__all__ = ["MODELS", "DEFAULT_LR", "build_model", "estimate_memory", "check_fits", "default_config", "default_lr", "model_names", "SpikingMLP",
-           "SpikingVGG", "SpikingResNet", "Spikformer", "SpikingSelfAttention"]
+__all__ = ["MODELS", "DEFAULT_LR", "build_model", "estimate_memory", "check_fits",
+           "default_config", "default_lr", "model_names", "SpikingMLP", "SpikingVGG",
+           "SpikingResNet", "Spikformer", "SpikingSelfAttention"]

@@ -331,7 +331,8 @@ def _connect_recurrent(src_name: str, name: str, ctx) -> None:
 def _cf(name, node, src: Value, depth: int, ctx):
     from cf2neuro_lava.procs.cf.process import CFNeuron
 
-    fp = fixed_point(name, node, ("vth", "dv", "max_spikes", "signed"), ("bias_mant", "bias_exp"))
+    fp = fixed_point(name, node, ("vth", "dv", "max_spikes", "signed"),
+                     ("bias_mant", "bias_exp", "reset"))
     fp.setdefault("bias_mant", 0)
     fp.setdefault("bias_exp", 0)
     signed = fp["signed"]
@@ -339,8 +340,13 @@ def _cf(name, node, src: Value, depth: int, ctx):
         raise GraphError(f"node {name!r}: fixed-point field signed must be a bool, got {signed!r}")
     per = {k: src.to_lava(_ints(name, fp, k, src.shape)) for k in ("bias_mant", "vth", "dv",
                                                                    "bias_exp")}
+    reset = fp.get("reset", "subtract")
+    if reset not in ("subtract", "zero"):
+        raise GraphError(f"node {name!r}: fixed-point field reset must be 'subtract' or "
+                         f"'zero', got {reset!r}")
     return CFNeuron(shape=src.lava_shape, **per, max_spikes=_int(name, fp, "max_spikes", 1),
-                    signed=bool(signed), reset_interval=ctx.timesteps,
+                    signed=bool(signed), reset_zero=reset == "zero",
+                    reset_interval=ctx.timesteps,
                     reset_offset=depth, name=name)
 
 

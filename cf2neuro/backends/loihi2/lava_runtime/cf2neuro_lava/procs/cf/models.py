@@ -52,6 +52,7 @@ class PyCFNeuronModelFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.max_spikes = int(proc_params["max_spikes"])
         self.min_spikes = -self.max_spikes if proc_params["signed"] else 0
+        self.reset_zero = bool(proc_params["reset_zero"])
         self.interval = int(proc_params["reset_interval"])
         self.offset = int(proc_params["reset_offset"])
         self._ready = False
@@ -77,7 +78,7 @@ class PyCFNeuronModelFixed(PyLoihiProcessModel):
             v[...] = 0
         v = np.clip(trunc0(v * self.keep) + a + self.bias, -V_MAX, V_MAX)
         n = np.clip(np.sign(v) * (np.abs(v) // self.vth64), self.min_spikes, self.max_spikes)
-        v -= n * self.vth64
+        v = np.where(n != 0, 0, v) if self.reset_zero else v - n * self.vth64
         self.v[...] = v
         self.s_out.send(n.astype(np.int32))
         self.v_out.send(self.v)
