@@ -23,12 +23,12 @@ import os
 import signal
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .errors import Cf2NeuroError, ConfigError
+from .processes import proc_stats
 
 
 def check_workers(workers) -> int:
@@ -118,18 +118,8 @@ def _named(error: BaseException, k: int, count: int, part: slice) -> BaseExcepti
 def _stop_runtimes() -> None:
     """SIGKILL the process group of every child that leads its own session (a Lava runtime)."""
     me = os.getpid()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:  # no procfs: the shards end by their own watchdogs
-        return
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid, session = int(entry), int(fields[1]), int(fields[3])
+    for pid, fields in proc_stats():  # no procfs: the shards end by their own watchdogs
+        ppid, session = int(fields[1]), int(fields[3])
         if ppid == me and session == pid:
             try:
                 os.killpg(pid, signal.SIGKILL)

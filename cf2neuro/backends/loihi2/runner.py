@@ -53,6 +53,7 @@ from typing import Iterable
 import numpy as np
 
 from ...errors import BadInputError, RunnerError, RunnerTimeoutError
+from ...processes import proc_stats
 from ...runners.contract import Runner, RunRequest, RunResult
 
 log = logging.getLogger(__name__)
@@ -114,21 +115,7 @@ def _timeout(timeout: float | None, steps: int, cost: dict) -> float:
 
 def _group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group `pgid`, from /proc."""
-    out = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:  # no procfs: killpg has done what can be done
-        return out
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(entry))
-    return out
+    return [pid for pid, f in proc_stats() if int(f[2]) == pgid and f[0] != "Z"]
 
 
 def _group_fault(pgid: int, root: int, stopped_since: dict) -> str | None:
@@ -140,36 +127,26 @@ def _group_fault(pgid: int, root: int, stopped_since: dict) -> str | None:
     of by the watchdog. `stopped_since` keeps, between calls, when each was
     first seen stopped.
     """
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
     now = time.monotonic()
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for pid, fields in proc_stats():
         if int(fields[2]) != pgid:
             continue
         state = fields[0]
         # a dead worker (root's own end proc.wait sees); field 52 of stat is the exit status
-        if state == "Z" and len(fields) >= 50 and int(entry) != root:
+        if state == "Z" and len(fields) >= 50 and pid != root:
             status = int(fields[49])
             if status & 0x7F:
                 name = signal.Signals(status & 0x7F).name if status & 0x7F < 65 else "?"
-                return (f"Lava process {entry} was killed by {name}"
+                return (f"Lava process {pid} was killed by {name}"
                         f"{' (maybe out of memory)' if name == 'SIGKILL' else ''}")
             if status >> 8:
-                return f"Lava process {entry} exited with status {status >> 8}"
+                return f"Lava process {pid} exited with status {status >> 8}"
         elif state in ("T", "t"):
-            first = stopped_since.setdefault(int(entry), now)
+            first = stopped_since.setdefault(pid, now)
             if now - first >= STOPPED_GRACE:
-                return f"Lava process {entry} is stopped (SIGSTOP) and the others wait for it"
+                return f"Lava process {pid} is stopped (SIGSTOP) and the others wait for it"
         else:
-            stopped_since.pop(int(entry), None)
+            stopped_since.pop(pid, None)
     return None
 
 
