@@ -111,7 +111,8 @@ def check_weights(state: dict, model: nn.Module, where) -> None:
 
 def load_checkpoint(directory, map_location: str | torch.device = "cpu"):
     """Return (model, config, metrics) from a checkpoint directory."""
-    from .nn.models import build_model, check_fits, estimate_memory
+    from .device import check_fits
+    from .nn.models import build_model, estimate_memory
 
     directory = Path(directory)
     if not directory.is_dir():

@@ -249,7 +249,8 @@ def _resume_config(out: Path, cfg: TrainConfig) -> TrainConfig:
 
 def _check_size(cfg: TrainConfig, bundle, dev) -> None:
     """Refuse, before allocating it, a model and batch the device cannot hold (figures in GiB)."""
-    from .nn.models import TRAIN_BYTES_PER_PARAM, check_fits, estimate_memory
+    from .device import check_fits
+    from .nn.models import TRAIN_BYTES_PER_PARAM, estimate_memory
 
     options = {**cfg.model_options, "input_shape": list(bundle.spec.input_shape),
                "num_classes": bundle.spec.num_classes, "timesteps": cfg.timesteps,

@@ -22,6 +22,7 @@ a stateful node *after* its reset (what stays in the state), all [T, B, ...].
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Iterable, NamedTuple
 
@@ -168,6 +169,7 @@ class Engine:
         with torch.no_grad():
             run = self._run_layers if schedule == "layer" else self._run_steps
             keep = set(self.outputs.values()) | {i for _, i, m in wanted if not m}
+            self._check_memory(xs, keep | {i for _, i, m in wanted if m})
             values, membranes = run(xs, keep, {i for _, i, m in wanted if m}, deadline)
         res = {}
         for k, (name, i) in enumerate(self.outputs.items()):
@@ -175,6 +177,20 @@ class Engine:
         for p, i, mem in wanted:
             res[p] = membranes[i] if mem else values[i]
         return res
+
+    def _check_memory(self, xs, kept: set) -> None:
+        """Refuse, with the GiB, a run whose windows cannot fit: every kept trace plus the
+        widest layers in flight, at 8 bytes a value (int64 / float64 kernels)."""
+        from ..device import check_fits
+
+        T, B = next(iter(xs.values())).shape[:2]
+        if not (type(T) is int and type(B) is int) or _compiling():  # an export: symbolic
+            return
+        sizes = [math.prod(s) for s in self.shapes]
+        need = 8 * T * B * (sum(sizes[i] for i in kept) + 3 * max(sizes, default=0))
+        check_fits(need, f"running {B} samples x {T} steps through the graph",
+                   getattr(self.numerics, "device", None),
+                   "Run fewer samples at a time (--limit, or split the inputs)")
 
     def _run_layers(self, xs, keep, mem_wanted, deadline):
         values: list = [None] * len(self.names)

@@ -182,3 +182,19 @@ def test_a_target_file_that_is_not_text(mlp_ckpt, tmp_path, capsys):
     path.write_bytes(b"\xff\xfe\x00name = 1")
     cli_refuses(capsys, ["export", mlp_ckpt, "--out", tmp_path / "m.nir", "--target", path],
                 "bin.toml", "cannot be read")
+
+
+def test_a_run_too_big_for_the_memory_is_refused_with_the_figure(capsys, monkeypatch):
+    """Estimated from the graph and the window before any step runs (the figures in GiB)."""
+    import cf2neuro.device as device
+    from cf2neuro.errors import ConfigError
+    from cf2neuro.ir.engine import Engine
+    from cf2neuro.ir.passes import run_passes
+    from cf2neuro.ir.trace import trace_model
+    from cf2neuro.nn.models import build_model
+
+    g = run_passes(trace_model(build_model("mlp", {"timesteps": 4})))
+    monkeypatch.setattr(device, "available_memory", lambda d=None: (1 << 20, "RAM available"))
+    with pytest.raises(ConfigError, match=r"running 512 samples x 4 steps .* GiB .*--limit"):
+        Engine(g).run(np.zeros((4, 512, 1, 8, 8), np.float32))
+    Engine(g).run(np.zeros((4, 2, 1, 8, 8), np.float32))  # a small run still fits

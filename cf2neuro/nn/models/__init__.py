@@ -84,7 +84,6 @@ def build_model(name: str, config: dict | None = None) -> nn.Module:
 
 # Bytes per float32 parameter while training: the weight, its gradient and Adam's two moments.
 TRAIN_BYTES_PER_PARAM = 16
-GIB = float(1 << 30)
 
 
 def estimate_memory(name: str, config: dict | None = None, batch_size: int | None = None) -> dict:
@@ -129,31 +128,6 @@ def _meta_activations(model: nn.Module, batch_size: int) -> int:
         for h in hooks:
             h.remove()
     return total
-
-
-def available_memory(device=None) -> tuple[int, str] | None:
-    """(bytes free, where) on `device` (a torch.device; None or CPU: RAM), or None if unknown."""
-    import torch
-
-    if device is not None and torch.device(device).type == "cuda":
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free), f"free on {device}"
-    try:  # Linux: what the kernel says a new process can still get without swapping
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024, "RAM available"
-    except OSError:
-        pass
-    return None
-
-
-def check_fits(need: int, what: str, device=None, fix: str = "") -> None:
-    """Refuse, with the figures in GiB, `need` bytes that the device cannot hold."""
-    have = available_memory(device)
-    if have is not None and need > have[0]:
-        raise ConfigError(f"{what} needs about {need / GIB:.3g} GiB but only "
-                          f"{have[0] / GIB:.3g} GiB is {have[1]}; nothing was allocated. "
-                          f"{fix or 'Use a smaller model'}")
 
 
 def _resolve(name: str, config: dict) -> tuple[Callable[..., nn.Module], dict]:
@@ -203,6 +177,6 @@ def _plain(v):
     return v
 
 
-__all__ = ["MODELS", "DEFAULT_LR", "build_model", "estimate_memory", "check_fits",
+__all__ = ["MODELS", "DEFAULT_LR", "build_model", "estimate_memory",
            "default_config", "default_lr", "model_names", "SpikingMLP", "SpikingVGG",
            "SpikingResNet", "Spikformer", "SpikingSelfAttention"]
