@@ -171,6 +171,9 @@ def run_ranks(run: Callable[[slice], dict], n: int, workers: int,
                                       f"{part.stop - 1}): {e}")
     out = [None] * world if rank == 0 else None
     dist.gather_object(mine, out, dst=0)
+    # every rank past the gather before any leaves: a rank that tore down gloo while rank 0
+    # still received aborted ("terminate called without an active exception", SIGABRT)
+    dist.barrier()
     if rank != 0:
         return None
     for status, *rest in out:
