@@ -4,7 +4,9 @@
   and θ) runs spike for spike the same in cf2neuro.
 - cf2neuro -> NIR -> snnTorch: snnTorch reads each CF layer as the plain
   NIR LIF (binary spikes, reset to zero), which is what cf2neuro's importer
-  gives with read_cf_metadata=False, and which differs from CF.
+  gives with read_cf_metadata=False, and which differs from CF; a CF layer
+  trained with reset=zero, K=1, unsigned IS that LIF: snnTorch reproduces it
+  spike for spike.
 """
 
 import nir
@@ -146,3 +148,29 @@ def test_snntorch_reads_nir_if_as_a_leaky_neuron(tmp_path):
     leaky_layer = getattr(net, cf_layer.replace(".", "_"))
     assert isinstance(leaky_layer, snn.Leaky)
     np.testing.assert_allclose(float(leaky_layer.beta), 0.9)
+
+
+def test_a_reset_to_zero_binary_cf_network_runs_spike_for_spike_in_snntorch(tmp_path):
+    """--neuron reset=zero max_spikes=1 signed=false is the plain NIR LIF: snnTorch's own
+    importer reproduces its spikes (only a potential exactly at θ could differ)."""
+    g = cf_mlp(reset="zero", max_spikes=1, signed=False)
+    path = tmp_path / "zero.nir"
+    write_nir(g, path)
+    net = import_from_nir(nir.read(path))
+    (cf_layer,) = [n.name for n in g.nodes.values() if n.op == "CFNeuron"]
+    x = torch.randn(T, B, 16, generator=torch.Generator().manual_seed(3)) * 2
+    outs = []
+    leaky_layer = getattr(net, cf_layer.replace(".", "_"))
+    seen = []
+    hook = leaky_layer.register_forward_hook(  # its spikes: (spk, mem) or spk alone
+        lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o))
+    with torch.no_grad():
+        for t in range(T):
+            out, _ = net(x[t])
+            outs.append(out)
+    hook.remove()
+    spikes = torch.stack(seen)
+    ours = Engine(g).run(x, probes=[cf_layer])
+    assert ours[cf_layer].sum() > 100  # a real test: many spikes
+    assert torch.equal(spikes, ours[cf_layer])
+    torch.testing.assert_close(torch.stack(outs), ours["output"], rtol=0, atol=1e-5)
