@@ -1,8 +1,9 @@
 """NIR -> IR: read a NIR graph (a file or a `nir.NIRGraph`) into cf2neuro's IR.
 
 One import function per NIR node type in `IMPORTERS` (keyed by the NIR
-class). Each returns the IR op, its parameters and attributes; the graph
-walk around them adds the edges. Covered: Input, Output, Affine, Linear,
+class; the neurons' are in `neurons.py`, shared helpers in `values.py`).
+Each returns the IR op, its parameters and attributes; the graph walk
+around them adds the edges. Covered: Input, Output, Affine, Linear,
 Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, Threshold, LIF, IF, LI,
 CubaLIF, nested NIRGraphs (flattened), and recurrent edges. Not covered:
 Delay (the IR has no delay op), Conv1d, I, CubaLI: refused with the reason.
@@ -50,10 +51,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Callable
 
 import nir
 import numpy as np
@@ -62,62 +61,13 @@ from ..errors import BadInputError, UnsupportedError
 from ..ir import Graph, IRError
 from .checks import check_imported
 from .compat import merge_node_metadata
-from .discretize import lif_to_beta, resolve_dt
-from .export import (CF_NEURON, KEY_ADD, KEY_ADD_META, KEY_FIXED, KEY_META, KEY_NEURON,
-                     KEY_ORDER)
+from .discretize import resolve_dt
+from .export import KEY_ADD, KEY_ADD_META, KEY_FIXED, KEY_META, KEY_ORDER
+from .neurons import _cubalif, _if, _li, _lif, _needs_dt
 from .shapes import check_declared_shapes, leading_batch
+from .values import IDENTITY, Imported, Importer, _arr, _Context, _pair, _plain
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Context:
-    where: str                 # the file (or "NIR graph") for messages
-    dt: float | None
-    read_cf_metadata: bool
-    drop_batch: frozenset = frozenset()  # Input nodes read without their leading 1
-
-
-Imported = tuple[str, dict, dict]   # (IR op, params, attrs)
-IDENTITY = object()  # stands for a nested graph's inlined Input/Output node
-Importer = Callable[[str, nir.NIRNode, _Context], Imported]
-
-
-def _arr(x) -> np.ndarray:
-    """A NIR field as a numpy array (snnTorch leaves torch tensors in its graphs)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _plain(v):
-    """A metadata value as a plain Python value (h5py gives numpy scalars and bytes)."""
-    if isinstance(v, bytes):
-        return v.decode("utf8")
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        v = v[()]
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    return v
-
-
-def _pair(v, what: str, name: str) -> list[int]:
-    a = _arr(v).astype(np.int64).reshape(-1)
-    if a.size == 1:
-        return [int(a[0])] * 2
-    if a.size != 2:
-        raise BadInputError(f"node {name!r}: {what} must be one int or a pair, got {a.tolist()}")
-    return [int(x) for x in a]
-
-
-def _uniform(a: np.ndarray) -> float | None:
-    """The single value of an array, or None if its elements differ."""
-    a = np.asarray(a).reshape(-1)
-    return float(a[0]) if a.size and np.all(a == a[0]) else None
 
 
 # --- importers ---------------------------------------------------------------
@@ -194,74 +144,6 @@ def _threshold(name, node: nir.Threshold, ctx) -> Imported:
     return "Threshold", {"threshold": _arr(node.threshold)}, {}
 
 
-def _reset(node, ctx) -> dict:
-    """cf2neuro marks reset by subtraction in metadata; NIR itself resets to v_reset."""
-    sub = ctx.read_cf_metadata and _plain(node.metadata.get("reset")) == "subtract"
-    return {"reset": "subtract" if sub else "zero"}
-
-
-def _fields(node, names) -> dict:
-    return {k: _arr(getattr(node, k)) for k in names if getattr(node, k, None) is not None}
-
-
-def _is_cf(node, ctx) -> bool:
-    return ctx.read_cf_metadata and _plain(node.metadata.get(KEY_NEURON)) == CF_NEURON
-
-
-def _cf(name, node, ctx) -> Imported:
-    """A cf2neuro CF neuron written as LIF/IF: exact values from its metadata."""
-    m = {k: _plain(v) for k, v in node.metadata.items()}
-    params = {}
-    for key in ("threshold", "beta"):
-        if f"{key}_array" in m:
-            params[key] = np.asarray(m[f"{key}_array"])
-    theta = m.get("threshold")
-    if theta is None:  # metadata as DESIGN §3 minimally states it: derive θ and β
-        theta = _uniform(_arr(node.v_threshold))
-        if theta is None:
-            params["threshold"], theta = _arr(node.v_threshold), 1.0
-    beta = m.get("beta")
-    if beta is None:
-        if isinstance(node, nir.IF):
-            beta = 1.0
-        else:
-            if ctx.dt is None:
-                raise BadInputError(f"{ctx.where}: CF node {name!r} gives no beta and the "
-                                    f"graph no dt: pass --dt")
-            b = lif_to_beta(node.tau, ctx.dt)
-            beta = _uniform(b)
-            if beta is None:
-                params["beta"], beta = b, 0.5
-    reset = _plain(m.get("reset", "subtract"))
-    if reset not in ("subtract", "zero"):
-        raise BadInputError(f"{ctx.where}: CF node {name!r} says reset {reset!r}; cf2neuro "
-                            f"writes 'subtract' or 'zero'")
-    attrs = {"threshold": float(theta), "beta": float(beta), "max_spikes": int(m.get("K", 1)),
-             "signed": bool(m.get("signed", False)), "reset": reset}
-    return "CFNeuron", params, attrs
-
-
-def _lif(name, node: nir.LIF, ctx) -> Imported:
-    if _is_cf(node, ctx):
-        return _cf(name, node, ctx)
-    return "LIF", _fields(node, ("tau", "r", "v_leak", "v_threshold", "v_reset")), _reset(node, ctx)
-
-
-def _if(name, node: nir.IF, ctx) -> Imported:
-    if _is_cf(node, ctx):
-        return _cf(name, node, ctx)
-    return "IF", _fields(node, ("r", "v_threshold", "v_reset")), _reset(node, ctx)
-
-
-def _li(name, node: nir.LI, ctx) -> Imported:
-    return "LI", _fields(node, ("tau", "r", "v_leak")), {}
-
-
-def _cubalif(name, node: nir.CubaLIF, ctx) -> Imported:
-    return "CubaLIF", _fields(node, ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold",
-                                     "v_reset", "w_in")), _reset(node, ctx)
-
-
 IMPORTERS: dict[type, Importer] = {
     nir.Input: _input,
     nir.Output: _output,
@@ -278,15 +160,6 @@ IMPORTERS: dict[type, Importer] = {
     nir.LI: _li,
     nir.CubaLIF: _cubalif,
 }
-
-
-def _needs_dt(node, ctx) -> bool:
-    """Neurons whose time constants Euler-steps with dt (CF metadata carries β itself)."""
-    if isinstance(node, (nir.LI, nir.CubaLIF)):
-        return True
-    if isinstance(node, nir.LIF):
-        return not (_is_cf(node, ctx) and "beta" in node.metadata)
-    return False
 
 
 # --- reading files -------------------------------------------------------------
