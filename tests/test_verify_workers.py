@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bad_inputs.checks import lava_processes  # the catalogue's scan, independent of the runner
+
 from cf2neuro.cli import main as cli
 from cf2neuro.errors import ConfigError, RunnerTimeoutError
 from cf2neuro.shards import merge, run_sharded, split
@@ -69,22 +71,6 @@ def test_torchrun_ranks_give_the_report_of_one_process(mlp_ckpt, tmp_path, lava_
     assert r.stdout.count("report:") == 1  # rank 0 alone reports
 
 
-def _lava_processes() -> set[int]:
-    """Our descendants that run the Lava runtime (python -m cf2neuro_lava)."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"cf2neuro_lava" in cmd and state != "Z":
-            out.add(int(entry))
-    return out
-
-
 def test_a_shard_that_times_out_stops_the_others(mlp_ckpt, lava_python):
     """Shard 2 times out; shard 1 (a long run) is stopped, not waited for, and the error
     is shard 2's (not shard 1's, which fails only because it was stopped)."""
@@ -103,14 +89,14 @@ def test_a_shard_that_times_out_stops_the_others(mlp_ckpt, lava_python):
             return run_lava(q, x, timeout=1e-6, progress=False)
         return run_lava(q, long, progress=False)
 
-    before = _lava_processes()
+    before = lava_processes()
     shm = set(os.listdir("/dev/shm"))
     t0 = time.monotonic()
     with pytest.raises(RunnerTimeoutError, match=r"shard 2 of 2 .*did not finish within"):
         run_sharded(run, 2, workers=2)
     assert time.monotonic() - t0 < 30  # the long shard was stopped, not run to its end
     time.sleep(0.2)
-    assert _lava_processes() <= before, "Lava processes left"
+    assert lava_processes() <= before, "Lava processes left"
     assert set(os.listdir("/dev/shm")) <= shm, "shared memory left"
 
 

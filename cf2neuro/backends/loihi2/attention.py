@@ -62,14 +62,11 @@ def lava_refusal(g: Graph) -> str | None:
     return None
 
 
-def head_dim(g: Graph, node) -> int:
-    return int(node.shape[-1]) // int(node.attrs["heads"])
-
-
 def attention_product_max(g: Graph, node, maxabs: list[int]) -> int:
     """The largest |Q·Kᵀ·V| per head: tokens · head dim · |q|·|k|·|v|."""
     tokens = int(math.prod(g[node.inputs[0]].shape[:-1]))
-    return tokens * head_dim(g, node) * maxabs[0] * maxabs[1] * maxabs[2]
+    d = int(node.shape[-1]) // int(node.attrs["heads"])  # per head
+    return tokens * d * maxabs[0] * maxabs[1] * maxabs[2]
 
 
 def attention_shift(sigma_qkv: float, scale: float, theta: float, vth_target: float,
