@@ -7,12 +7,13 @@ TORCH  ?= torch==2.13.0
 VENV   := .venv
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-# nir 1.0.4, what Sinabs and Rockpool pin, in a venv of its own:
-# tests/test_nir_compat.py reads cf2neuro's NIR files with it
-VENV104  := .venv-nir104
-STAMP104 := $(VENV104)/.installed
+# The peers that pin nir 1.0.4 (Sinabs, Rockpool), in a venv of their own: the live
+# interop tests (tests/peers/) run them, tests/test_nir_compat.py reads files with nir 1.0.4.
+# snnTorch and Norse (nir 1.0.8) live in the main venv.
+VENVP  := .venv-peers
+STAMPP := $(VENVP)/.installed
 
-.PHONY: demo test venv venv-nir104 clean
+.PHONY: demo test venv venv-peers clean
 
 venv: $(STAMP)
 
@@ -24,20 +25,24 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -c $(VENV)/constraints.txt -e '.[test,onnx]'
 	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps spikingjelly==2.0.0
 	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps neurobench==2.3.0
+	$(PIP) install --quiet -c $(VENV)/constraints.txt --no-deps norse==1.1.0  # its other deps are ours
 	touch $(STAMP)
 
-venv-nir104: $(STAMP104)
+venv-peers: $(STAMPP)
 
-$(STAMP104): Makefile
-	test -x $(VENV104)/bin/python || $(PYTHON) -m venv $(VENV104)
-	$(VENV104)/bin/pip install --quiet nir==1.0.4 numpy h5py
-	touch $(STAMP104)
+$(STAMPP): Makefile
+	test -x $(VENVP)/bin/python || $(PYTHON) -m venv $(VENVP)
+	echo "$(TORCH)" > $(VENVP)/constraints.txt
+	$(VENVP)/bin/pip install --quiet "$(TORCH)"
+	$(VENVP)/bin/pip install --quiet -c $(VENVP)/constraints.txt nir==1.0.4 sinabs==3.1.3 \
+		rockpool==3.1.0 h5py
+	touch $(STAMPP)
 
 demo: $(STAMP)
 	$(VENV)/bin/cf2neuro demo
 
-test: $(STAMP) $(STAMP104)
+test: $(STAMP) $(STAMPP)
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) $(VENV104) cf2neuro-demo .pytest_cache
+	rm -rf $(VENV) $(VENVP) cf2neuro-demo .pytest_cache

@@ -1,6 +1,6 @@
 """Files `cf2neuro export` writes are read by nir 1.0.4 (Sinabs, Rockpool) and the newest nir.
 
-nir 1.0.4 runs in its own venv (`make venv-nir104`, which `make test` builds):
+nir 1.0.4 runs in the peers' venv (`make venv-peers`, which `make test` builds):
 each graph is written portably by cf2neuro, read there with ``nir.read`` in a
 subprocess, and every node's type and array fields are compared with the
 graph cf2neuro lowered (nir 1.0.8, in this process). The same file read back
@@ -8,7 +8,6 @@ by cf2neuro gives the same IR graph as a file written without `portable`.
 """
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from cf2neuro.quant import quantize
 from conftest import require_corpus
 from test_nir_export import inputs, zoo_graph
 
-NIR104 = Path(__file__).resolve().parents[1] / ".venv-nir104" / "bin" / "python"
+from peers_env import peers_python
 
 # Run under nir 1.0.4: each node's type, array fields and metadata keys, as JSON.
 READ_104 = """
@@ -44,12 +43,8 @@ print(json.dumps(out))
 
 
 def nir104() -> Path:
-    """The nir 1.0.4 venv's python; `make test` builds it, so under CI its absence fails."""
-    if not NIR104.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{NIR104} is missing: `make test` builds it (make venv-nir104)")
-        pytest.skip(f"{NIR104} is not here: run `make venv-nir104`")
-    return NIR104
+    """The nir 1.0.4 venv's python (the peers' venv)."""
+    return peers_python()
 
 
 def read_with_104(path: Path) -> dict:

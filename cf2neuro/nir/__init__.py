@@ -17,12 +17,14 @@ from .importer import IMPORTERS, from_nir, read_nir_file
 
 
 def export_graph(graph, path, strict: bool = False, dt: float | None = None,
-                 input_name: str | None = None, **_) -> dict:
+                 input_name: str | None = None, peer: str | None = None, **_) -> dict:
     """Write an IR graph as a NIR file (the ``.nir`` exporter of `cf2neuro export`).
 
     The file is portable: every nir release from 1.0.4 to the newest reads it.
+    `peer` writes it for that framework's importer (`peers`).
     """
-    ng = write_nir(graph, path, dt=dt, strict=strict, portable=True, input_name=input_name)
+    ng = write_nir(graph, path, dt=dt, strict=strict, portable=True, input_name=input_name,
+                   peer=peer)
     neurons = sorted(n.name for n in graph.nodes.values() if n.op == "CFNeuron")
     return {"dt": float(ng.metadata["dt"]), "nodes": len(ng.nodes), "edges": len(ng.edges),
             "cf_layers": neurons}

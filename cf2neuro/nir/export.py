@@ -363,7 +363,8 @@ def _edges(g: Graph, nodes: dict[str, nir.NIRNode]) -> list[tuple[str, str]]:
 
 
 def to_nir(graph: Graph, dt: float | None = None, strict: bool = False, *,
-           input_name: str | None = None, output_name: str | None = None) -> nir.NIRGraph:
+           input_name: str | None = None, output_name: str | None = None,
+           peer: str | None = None) -> nir.NIRGraph:
     """Lower an IR graph to a `nir.NIRGraph`; see the module docstring.
 
     `dt` (seconds per step) defaults to ``graph.meta["dt"]``, then
@@ -371,7 +372,9 @@ def to_nir(graph: Graph, dt: float | None = None, strict: bool = False, *,
     semantics (raises `UnsupportedError` with every reason); otherwise each
     difference a non-cf2neuro consumer will see is logged as a warning.
     `input_name` / `output_name` name the NIR Input / Output node (default:
-    the IR's names, ``x`` and ``output`` for a traced model).
+    the IR's names, ``x`` and ``output`` for a traced model). `peer`
+    ("snntorch", "norse", ...) writes the graph that this framework's own
+    importer runs exactly as cf2neuro does, or refuses (`peers`).
     """
     g = graph.copy()
     g.validate()
@@ -391,7 +394,8 @@ def to_nir(graph: Graph, dt: float | None = None, strict: bool = False, *,
         if fixed:
             node.metadata[KEY_FIXED] = fixed
         nodes[n.name] = node
-    _report(ctx, strict)
+    if peer is None:  # a peer's writer decides itself what it can run
+        _report(ctx, strict)
     edges = _edges(g, nodes)
     meta = {k: v for k, v in g.meta.items() if k not in ("dt", "fixed_point")}
     metadata = {"dt": dt, KEY_VERSION: __version__, KEY_ORDER: json.dumps(list(nodes))}
@@ -400,10 +404,16 @@ def to_nir(graph: Graph, dt: float | None = None, strict: bool = False, *,
     if isinstance(g.meta.get("fixed_point"), dict):
         metadata[KEY_FIXED] = dict(g.meta["fixed_point"])
     try:
-        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+        ng = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
     except (ValueError, AssertionError) as e:  # NIR's own type check: a lowering bug
         raise UnsupportedError(f"NIR rejects the exported graph ({e}); please report this "
                                f"with the model's config") from None
+    if peer is not None:
+        from .peers import write_for
+
+        ng = write_for(peer, ng)
+        ng.metadata["cf2neuro.for"] = peer
+    return ng
 
 
 def _rename(g: Graph, op: str, name: str | None) -> None:
@@ -458,7 +468,7 @@ def _report(ctx: _Context, strict: bool) -> None:
 
 def write_nir(graph: Graph, path: str | PathLike, dt: float | None = None,
               strict: bool = False, *, portable: bool = False, input_name: str | None = None,
-              output_name: str | None = None) -> nir.NIRGraph:
+              output_name: str | None = None, peer: str | None = None) -> nir.NIRGraph:
     """`to_nir` then `nir.write`, atomically: a reader never sees half a file.
 
     `portable` writes a file that every nir release from 1.0.4 to the newest
@@ -466,7 +476,8 @@ def write_nir(graph: Graph, path: str | PathLike, dt: float | None = None,
     metadata stays where nir 1.0.8 puts it (Conv2d and Linear carry their
     integer form there, where the Lava runtime reads it).
     """
-    ng = to_nir(graph, dt=dt, strict=strict, input_name=input_name, output_name=output_name)
+    ng = to_nir(graph, dt=dt, strict=strict, input_name=input_name, output_name=output_name,
+                peer=peer)
     with atomic_path(path) as tmp:
         nir.write(tmp, ng)
         if portable:

@@ -266,16 +266,23 @@ def _order(nodes: dict, edges, metadata: dict) -> list[str]:
 
 
 def from_nir(source: str | PathLike | nir.NIRGraph, dt: float | None = None, *,
-             read_cf_metadata: bool = True) -> Graph:
+             read_cf_metadata: bool = True, peer: str | None = None) -> Graph:
     """Read a NIR graph (path or `nir.NIRGraph`) into a validated IR `Graph`.
 
     `dt` (seconds per step) overrides the graph's ``metadata["dt"]``; one of
-    them is required when the graph has LIF, LI or CubaLIF neurons.
+    them is required when the graph has LIF, LI or CubaLIF neurons. `peer`
+    ("snntorch", "norse", "sinabs", "rockpool", "spyx") reads the graph as
+    that framework runs it (`peers`), its default dt included.
     """
     if isinstance(source, nir.NIRGraph):
         ng, where = source, "the NIR graph"
     else:
         ng, where = read_nir_file(source), str(source)
+    if peer is not None:
+        from .peers import read_as
+
+        ng, dt = read_as(peer, ng, dt)
+        where = f"{where} (read as {peer} runs it)"
     metadata = {k: _plain(v) for k, v in (ng.metadata or {}).items()}
     merge_node_metadata(ng.nodes, metadata)
     nodes, edges = _flatten_subgraphs(ng)
