@@ -31,7 +31,7 @@ from typing import Iterable
 import numpy as np
 
 from .backends import all_backends, load_ref
-from .checkpoint import checkpoint_graph
+from .checkpoint import checkpoint_graph, source_graph
 from .errors import BadInputError
 from .fileio import atomic_path, check_output_file
 from .runners import RunRequest, get_runner, runner_names
@@ -53,7 +53,8 @@ def _exporters() -> dict[str, str]:
 
 def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = False,
            dt: float | None = None, target: str | None = None, fmt: str | None = None,
-           calibration=None, probes: Iterable[str] = (), timesteps: int | None = None) -> dict:
+           calibration=None, probes: Iterable[str] = (), timesteps: int | None = None,
+           peer: str | None = None) -> dict:
     """Write checkpoint `ckpt_dir` as `out_path` (atomically), the format from its suffix.
 
     ``.nir``: NIR (`strict` refuses what NIR cannot state on its own; `dt` is
@@ -63,13 +64,20 @@ def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = Fa
     training inputs) and the file holds its integer form. `fmt` ("nir",
     "onnx") overrides the suffix. `probes` ("NAME", "v:NAME") become extra
     outputs of an ONNX file; `timesteps` is the T an ONNX file unrolls
-    (default: the checkpoint's). Returns a summary of what was written.
+    (default: the checkpoint's). `peer` ("snntorch", "norse", "sinabs",
+    "rockpool"; None or "nir": NIR as specified) writes the NIR graph that
+    framework's own importer runs exactly as cf2neuro does, or refuses
+    (`cf2neuro.nir.peers`). Returns a summary of what was written.
     """
     exporters = _exporters()
     suffix = f".{fmt.lstrip('.')}" if fmt else Path(out_path).suffix.lower()
     if suffix not in exporters:
         raise BadInputError(f"cannot tell the format of {out_path}: export writes "
                             f"{', '.join(sorted(exporters))} (or pass --format)")
+    peer = None if peer == "nir" else peer
+    if peer is not None and suffix != ".nir":
+        raise BadInputError(f"--for {peer} writes NIR for that framework; {out_path} is "
+                            f"{suffix}, not .nir")
     check_output_file(out_path, "the export file")  # before any work
     from .checkpoint import load_checkpoint
 
@@ -85,8 +93,9 @@ def export(ckpt_dir: str | PathLike, out_path: str | PathLike, strict: bool = Fa
         raise BadInputError(f"--probe is for ONNX exports (extra outputs); a {suffix} file "
                             f"keeps every node, probe it when you run it")
     summary = load_ref(exporters[suffix])(graph, out_path, strict=strict, dt=dt,
-                                          timesteps=timesteps, probes=probes)
-    return {"path": str(out_path), "format": suffix.lstrip("."), "target": target, **summary}
+                                          timesteps=timesteps, probes=probes, peer=peer)
+    return {"path": str(out_path), "format": suffix.lstrip("."), "target": target,
+            "for": peer or "nir", **summary}
 
 
 def _checkpoint_calibration(ckpt_dir):
@@ -103,20 +112,9 @@ def _quantized(graph, target: str, calibration):
 
 # --- run -----------------------------------------------------------------------
 
-def load_source(source: str | PathLike, dt: float | None = None):
-    """A checkpoint directory or a NIR file as a validated IR graph."""
-    path = Path(source)
-    if path.is_dir():
-        graph = checkpoint_graph(path, dt=dt)
-        if dt is not None:
-            from .nir.discretize import check_dt
-            graph.meta["dt"] = check_dt(dt, "--dt")
-        return graph
-    if path.is_file():
-        from .nir import from_nir
-        return from_nir(path, dt=dt)
-    raise BadInputError(f"{source} is neither a checkpoint directory nor a model file (.nir, "
-                        f".onnx); pass the directory `cf2neuro train` wrote or a file")
+def load_source(source: str | PathLike, dt: float | None = None, peer: str | None = None):
+    """A checkpoint directory or a NIR file (read as `peer` runs it) as a validated IR graph."""
+    return source_graph(source, dt=dt, peer=peer)
 
 
 def load_inputs(inputs) -> np.ndarray:
@@ -184,7 +182,7 @@ def prepare_graph(graph, runner, target: str | None, x):
 def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: float | None = None,
         probes: Iterable[str] = (), out: str | PathLike | None = None,
         target: str | None = None, device: str | None = None,
-        timeout: float | None = None) -> dict[str, np.ndarray]:
+        timeout: float | None = None, peer: str | None = None) -> dict[str, np.ndarray]:
     """Run `source` (checkpoint directory, NIR or ONNX file) on `inputs` with `runner`.
 
     Returns {"output": [T, B, *out], probe: [T, B, ...], ..., "latency": int}
@@ -192,7 +190,8 @@ def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: floa
     `dt` (seconds per step) overrides the graph's; a NIR graph with LIF, LI
     or CubaLIF neurons needs one of them. `device` ("cuda", ...) runs a
     torch-based runner (reference, emulator) there. `timeout` (seconds)
-    stops any runner that runs longer.
+    stops any runner that runs longer. `peer` reads a NIR file as that
+    framework ran it (`cf2neuro.nir.peers`).
     """
     if out is not None:
         check_output_file(out, "the results file")  # before any work
@@ -212,7 +211,7 @@ def run(source: str | PathLike, runner: str = "reference", inputs=None, dt: floa
     if path.is_file() and path.suffix.lower() == ".onnx":
         request = RunRequest(None, x, tuple(probes), timeout, device, model_file=path)
     else:
-        graph = prepare_graph(load_source(source, dt=dt), r, target, x)
+        graph = prepare_graph(load_source(source, dt=dt, peer=peer), r, target, x)
         request = RunRequest(graph, x, tuple(probes), timeout, device)
     results = r.run(request).arrays()
     if out is not None:

@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import CheckpointError, Cf2NeuroError
+from .errors import BadInputError, CheckpointError, Cf2NeuroError
 from .fileio import atomic_path, write_json
 
 WEIGHTS, CONFIG, METRICS, TRAIN_STATE = (
@@ -207,3 +207,25 @@ def checkpoint_graph(ckpt_dir, dt: float | None = None):
 
     model, _, _ = load_checkpoint(ckpt_dir)
     return run_passes(trace_model(model, dt=dt))
+
+
+def source_graph(source, dt: float | None = None, peer: str | None = None):
+    """A checkpoint directory, or a NIR file (read as framework `peer` ran it), as an IR graph."""
+    path = Path(source)
+    if peer is not None and not path.is_file():
+        raise BadInputError(f"--from {peer} reads a NIR file that {peer} wrote; {source} is "
+                            f"not a file")
+    if path.is_dir():
+        graph = checkpoint_graph(path, dt=dt)
+        if dt is not None:
+            from .nir.discretize import check_dt
+            graph.meta["dt"] = check_dt(dt, "--dt")
+        return graph
+    if path.is_file():
+        if path.suffix.lower() == ".onnx":
+            raise BadInputError(f"{source} is an ONNX file; this command reads a checkpoint "
+                                f"directory or a .nir file")
+        from .nir import from_nir
+        return from_nir(path, dt=dt, peer=peer)
+    raise BadInputError(f"{source} is neither a checkpoint directory nor a model file (.nir, "
+                        f".onnx); pass the directory `cf2neuro train` wrote or a file")

@@ -90,13 +90,28 @@ def _add_data_overrides(p) -> None:
                    metavar="KEY=VALUE", help="override a data set option (repeatable)")
 
 
+def _add_from(p, dt: bool = True) -> None:
+    from .nir.peers import PEERS
+
+    p.add_argument("--from", dest="peer", default=None, choices=PEERS, metavar="PEER",
+                   help=f"read a NIR file as this framework ran it ({', '.join(PEERS)}): its "
+                        f"own conventions, e.g. Sinabs's multi-spike IAF as a CF neuron")
+    if dt:
+        p.add_argument("--dt", type=_positive, default=None, metavar="SECONDS",
+                       help="a NIR file's step when the file states none (LIF/LI/CubaLIF)")
+
+
 def _cmd_export(args) -> int:
     from .api import export
 
     s = export(args.checkpoint, args.out, strict=args.strict, dt=args.dt, target=args.target,
-               fmt=args.format, probes=args.probe, timesteps=args.timesteps)
+               fmt=args.format, probes=args.probe, timesteps=args.timesteps, peer=args.peer)
     what = f" quantized for {s['target']}" if s["target"] else ""
-    if s["format"] == "nir":
+    if s["format"] == "nir" and s["for"] != "nir":
+        print(f"wrote {s['path']}{what} for {s['for']}: {s['nodes']} NIR nodes, "
+              f"{s['edges']} edges, dt = {s['dt']:g} s; {s['for']}'s own importer runs it "
+              f"as cf2neuro does")
+    elif s["format"] == "nir":
         print(f"wrote {s['path']}{what}: {s['nodes']} NIR nodes, {s['edges']} edges, "
               f"dt = {s['dt']:g} s, {len(s['cf_layers'])} CF layers as NIR LIF/IF with "
               f"cf2neuro metadata")
@@ -111,7 +126,7 @@ def _cmd_run(args) -> int:
 
     res = run(args.source, runner=args.runner, inputs=args.inputs, dt=args.dt,
               probes=args.probe, out=args.out, target=args.target, device=args.device,
-              timeout=args.timeout)
+              timeout=args.timeout, peer=args.peer)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in res.items()
                                             if k != "latency")
           + f"; latency removed: {int(res['latency'])} steps")
@@ -127,7 +142,7 @@ def _cmd_verify(args) -> int:
     r = verify(args.checkpoint, target=args.target, data=args.data, runner=args.runner,
                limit=args.limit, max_drop=args.max_drop, report_dir=args.report,
                timeout=args.timeout, device=args.device, data_overrides=_data_overrides(args),
-               workers=args.workers)
+               workers=args.workers, peer=args.peer, dt=args.dt)
     if r is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     from .report import format_percent, format_pp
@@ -161,7 +176,7 @@ def _cmd_energy(args) -> int:
 
     report = energy_report(args.checkpoint, targets=args.target, data=args.data,
                            limit=args.limit, progress=not args.quiet,
-                           data_overrides=_data_overrides(args))
+                           data_overrides=_data_overrides(args), peer=args.peer, dt=args.dt)
     write_energy_report(report, Path(args.report))
     from .report import format_joules
 
@@ -306,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "reset by subtraction)")
     p.add_argument("--dt", type=_positive, default=None, metavar="SECONDS",
                    help="seconds per step written into the graph (default 1e-4, snnTorch's)")
+    from .nir.peers import WRITERS
+
+    p.add_argument("--for", dest="peer", default=None, choices=("nir",) + WRITERS,
+                   metavar="PEER",
+                   help=f"NIR that this framework's own importer runs exactly as cf2neuro does "
+                        f"({', '.join(WRITERS)}), or refuse with the reason; 'nir' (default): "
+                        f"NIR as specified, with a warning of what a reader loses")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("run", help="run a checkpoint, a NIR or an ONNX file on inputs")
@@ -325,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help='record a node\'s output; "v:NAME" for a membrane after reset (repeatable)')
     p.add_argument("--device", default=None,
                    help="where the reference or emulator runner computes (cpu, cuda, auto)")
+    _add_from(p, dt=False)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("verify", help="float vs quantized vs target runner on a test set")
-    p.add_argument("checkpoint", metavar="CKPT_DIR")
+    p.add_argument("checkpoint", metavar="CKPT_DIR|FILE.nir")
     p.add_argument("--target", required=True, metavar="NAME")
     p.add_argument("--data", required=True, metavar="NAME")
     p.add_argument("--runner", default=None, help="default: the target's runner")
@@ -344,16 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchrun: N per rank)")
     p.add_argument("--report", required=True, metavar="DIR")
     _add_data_overrides(p)
+    _add_from(p)
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("energy", help="operation counts and energy per inference per target")
-    p.add_argument("checkpoint", metavar="CKPT_DIR")
+    p.add_argument("checkpoint", metavar="CKPT_DIR|FILE.nir")
     p.add_argument("--target", default="all", metavar="NAME|all")
     p.add_argument("--data", required=True, metavar="NAME")
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="first N test samples")
     p.add_argument("--report", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_overrides(p)
+    _add_from(p)
     p.set_defaults(func=_cmd_energy)
 
     p = sub.add_parser("runtime", help="create a runner's isolated runtime")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import checkpoint_graph, load_checkpoint
+from .checkpoint import load_checkpoint, source_graph
 from .data import encode, load_dataset, method_for, require_samples
 from .device import pick_device
 from .errors import ConfigError
@@ -75,9 +75,15 @@ def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | Non
     Encoding, data root and data options come from the checkpoint's training
     config; `overrides` ({"encoding", "data_root", "data_options"}) replace them.
     """
-    _, config, _ = load_checkpoint(ckpt_dir)
-    cfg = TrainConfig.from_dict(config.get("train", {}),
-                                f"{Path(ckpt_dir) / 'config.json'} (its 'train' section)")
+    if Path(ckpt_dir).is_file():  # a NIR file: no training config, the defaults
+        if data is None:
+            raise ConfigError(f"{ckpt_dir} is a NIR file: pass --data (it has no training "
+                              f"config naming its data set)")
+        cfg = TrainConfig(data=data)
+    else:
+        _, config, _ = load_checkpoint(ckpt_dir)
+        cfg = TrainConfig.from_dict(config.get("train", {}),
+                                    f"{Path(ckpt_dir) / 'config.json'} (its 'train' section)")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(overrides) - set(DATA_OVERRIDES))
     if unknown:
@@ -96,6 +102,14 @@ def split_inputs(ckpt_dir, split: str, data: str | None = None, limit: int | Non
     generator = torch.Generator().manual_seed(cfg.seed)
     x = encode(xs[0], cfg.timesteps, method_for(bundle.spec.kind, cfg.encoding), generator)
     return x, ys[0].numpy()
+
+
+def fit_inputs(graph, x: torch.Tensor) -> torch.Tensor:
+    """`x` [T, N, ...] shaped as the graph's input (a NIR file's [64] for digits' [1, 8, 8])."""
+    shape = tuple(graph[graph.inputs[0]].shape)
+    if tuple(x.shape[2:]) == shape or int(np.prod(shape)) != int(np.prod(x.shape[2:])):
+        return x  # equal, or not the same size: the engine says what is wrong
+    return x.reshape(*x.shape[:2], *shape)
 
 
 def _neurons(graph) -> list[str]:
@@ -129,13 +143,16 @@ def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
            runner: str | None = None, limit: int | None = None,
            max_drop: float | None = None, report_dir=None,
            timeout: float | None = None, device: str = "cpu",
-           data_overrides: dict | None = None, workers: int = 1) -> dict | None:
+           data_overrides: dict | None = None, workers: int = 1,
+           peer: str | None = None, dt: float | None = None) -> dict | None:
     """Run float, emulator and runner on the test set; write and return the report.
 
     `device` is where the float reference and the emulator run ("cuda" for
     big test sets); target runners such as Lava run where they run.
     `timeout` (seconds) bounds the target runner's run (each shard's). `data_overrides`
     replaces the checkpoint's encoding, data root or data options.
+    `ckpt_dir` may also be a NIR file (read as framework `peer` ran it, with
+    `dt`); its data set is `data`, encoded with the training defaults.
 
     `workers` splits the target runner's run into that many contiguous shards
     of the test samples, run side by side in runtimes of their own and merged
@@ -165,11 +182,13 @@ def verify(ckpt_dir, target: str = DEFAULT_TARGET, data: str | None = None,
     created = shard.world > 1 and init_distributed()
     try:
         x, labels = test_inputs(ckpt_dir, data, limit, data_overrides)
-        graph = checkpoint_graph(ckpt_dir)
+        graph = source_graph(ckpt_dir, dt=dt, peer=peer)
+        x = fit_inputs(graph, x)
         if tgt.numeric is None:
             report = _verify_float(graph, x, labels, run_with, timeout, dev, shard)
         else:
-            calibration = calibration_inputs(ckpt_dir, data, overrides=data_overrides)
+            calibration = fit_inputs(graph, calibration_inputs(ckpt_dir, data,
+                                                               overrides=data_overrides))
             report = _verify_fixed(graph, tgt, x, calibration, labels, run_with, timeout, dev,
                                    max_drop, shard)
             if report is not None:

@@ -82,7 +82,8 @@ def _counts_for(tgt, graph, x, calibration, runner: str, cache: dict):
 
 def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
                   limit: int | None = None, runner: str = "emulator",
-                  progress: bool = True, data_overrides: dict | None = None) -> dict:
+                  progress: bool = True, data_overrides: dict | None = None,
+                  peer: str | None = None, dt: float | None = None) -> dict:
     """Count and price a checkpoint on its test set for each target; a JSON-able dict.
 
     {"checkpoint", "samples", "timesteps", "runner", "targets": {name: {
@@ -91,9 +92,10 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
     "counts": {source: per-layer counts}, "refused": {name: reason}}.
     A target that cannot hold the network (and names no fallback quantization)
     is listed in "refused" with its reason; the others are still priced.
+    `ckpt_dir` may be a NIR file (read as framework `peer` ran it, with `dt`).
     """
-    from ..checkpoint import checkpoint_graph
-    from ..verify import calibration_inputs, test_inputs
+    from ..checkpoint import source_graph
+    from ..verify import calibration_inputs, fit_inputs, test_inputs
 
     if targets == "all" or targets == ["all"] or targets == ("all",):
         names = energy_targets()
@@ -107,8 +109,10 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
             raise BadInputError(f"target {t.name!r} has no energy model ([energy] model); "
                                 f"targets with one: {', '.join(energy_targets())}")
     x, labels = test_inputs(ckpt_dir, data, limit, data_overrides)
-    calibration = calibration_inputs(ckpt_dir, data, overrides=data_overrides)
-    graph = checkpoint_graph(ckpt_dir)
+    graph = source_graph(ckpt_dir, dt=dt, peer=peer)
+    x = fit_inputs(graph, x)
+    calibration = fit_inputs(graph, calibration_inputs(ckpt_dir, data,
+                                                       overrides=data_overrides))
     from tqdm.auto import tqdm
 
     cache: dict = {}

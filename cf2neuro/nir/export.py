@@ -106,11 +106,10 @@ from ..ir import Graph, Node
 from ..ir.ops import OPS
 from .compat import make_portable
 from .discretize import DEFAULT_DT, cf_to_lif, check_dt
+from .values import CF_NEURON, KEY_NEURON
 
 log = logging.getLogger(__name__)
 
-CF_NEURON = "circulate_firing"
-KEY_NEURON = "cf2neuro.neuron"
 KEY_ADD = "cf2neuro.add"
 KEY_ADD_META = "cf2neuro.add_meta"
 KEY_META = "cf2neuro.meta"

@@ -12,8 +12,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from .discretize import lif_to_beta
-from .export import CF_NEURON, KEY_NEURON
-from .values import Imported, _arr, _plain, _uniform
+from .values import CF_NEURON, KEY_NEURON, Imported, _arr, _plain, _uniform
 
 
 def _reset(node, ctx) -> dict:

@@ -24,6 +24,9 @@ class _Context:
     drop_batch: frozenset = frozenset()  # Input nodes read without their leading 1
 
 
+CF_NEURON = "circulate_firing"   # node metadata KEY_NEURON of a cf2neuro CF neuron
+KEY_NEURON = "cf2neuro.neuron"
+
 Imported = tuple[str, dict, dict]   # (IR op, params, attrs)
 IDENTITY = object()  # stands for a nested graph's inlined Input/Output node
 Importer = Callable[[str, nir.NIRNode, _Context], Imported]

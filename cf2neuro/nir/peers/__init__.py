@@ -31,8 +31,7 @@ import nir
 import numpy as np
 
 from ...errors import BadInputError, UnsupportedError
-from ..export import CF_NEURON, KEY_NEURON
-from ..values import _arr, _plain
+from ..values import CF_NEURON, KEY_NEURON, _arr, _plain
 
 PEERS = ("snntorch", "norse", "sinabs", "rockpool", "spyx")
 """Frameworks `--from` reads and (all but spyx, which is not installed here) `--for` writes."""
@@ -141,3 +140,22 @@ def refuse(peer_name: str, problems: list[str]) -> None:
     if problems:
         raise UnsupportedError(f"{peer_name} cannot run this network exactly: "
                                + "; ".join(problems))
+
+
+def walk(ng: nir.NIRGraph):
+    """(graph, name, node) for every node, nested graphs' nodes included (snnTorch's RLeaky)."""
+    for name, node in ng.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            yield from walk(node)
+        else:
+            yield ng, name, node
+
+
+def uniform(a, what: str, name: str, peer_name: str) -> float:
+    """The one value of `a`; a peer that holds one per layer cannot run per-neuron values."""
+    flat = np.asarray(_arr(a), dtype=np.float64).reshape(-1)
+    if not flat.size or not np.all(flat == flat[0]):
+        raise UnsupportedError(f"{peer_name} holds one {what} per layer; node {name!r} has "
+                               f"per-neuron values")
+    return float(flat[0])
+
