@@ -48,11 +48,16 @@ class CFParameters(NamedTuple):
         return -int(self.max_spikes) if self.signed else 0
 
 
-def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters):
-    """One step: returns (n, v_next, u). No surrogate; for simulators."""
+def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters, v_min=None):
+    """One step: returns (n, v_next, u). No surrogate; for simulators.
+
+    `v_min` (optional) floors the state after the reset: Sinabs's ``min_v_mem``,
+    which its NIR importer gives every IF (-θ); imported graphs only.
+    """
     u = p.beta * v + x
     n = torch.clamp(torch.div(u, theta, rounding_mode="trunc"), p.lowest, p.max_spikes)
-    return n, reset(u, n, theta, p.reset == "zero"), u
+    v = reset(u, n, theta, p.reset == "zero")
+    return n, (v if v_min is None else torch.maximum(v, v_min)), u
 
 
 def reset(u: torch.Tensor, n: torch.Tensor, theta, zero: bool) -> torch.Tensor:

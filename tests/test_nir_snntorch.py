@@ -25,6 +25,7 @@ from cf2neuro.ir.passes import run_passes  # noqa: E402
 from cf2neuro.ir.trace import trace_model  # noqa: E402
 from cf2neuro.nir import DEFAULT_DT, from_nir, write_nir  # noqa: E402
 from cf2neuro.nn.models import build_model  # noqa: E402
+from interop_log import agreement, record  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # nirtorch
 SNNTORCH_DT = 1e-4  # hard-coded in snntorch.export_nir and snntorch.import_nir
@@ -129,6 +130,10 @@ def test_snntorch_reads_a_cf_export_as_a_plain_lif(tmp_path):
     torch.testing.assert_close(snn_out, plain_res["output"], rtol=0, atol=1e-5)
     # ... and that is not the CF network: binary spikes, reset to zero
     cf_res = Engine(g).run(x, probes=[cf_layer])
+    record("snntorch", "cf2neuro -> snnTorch", "default CF MLP (signed, subtract), plain NIR",
+           flag="export (--for nir)", agreement=agreement(plain_res, cf_res, [cf_layer]),
+           lost="negative spikes, the residue after a spike: train with --neuron reset=zero "
+                "max_spikes=1 signed=false and export --for snntorch")
     assert set(plain_res[cf_layer].unique().tolist()) == {0.0, 1.0}
     assert set(cf_res[cf_layer].unique().tolist()) == {-1.0, 0.0, 1.0}
     assert not torch.allclose(cf_res["output"], plain_res["output"])

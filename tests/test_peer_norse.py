@@ -26,6 +26,7 @@ from cf2neuro.ir.trace import trace_model
 from cf2neuro.nir import export_graph, from_nir
 from cf2neuro.nn.models import build_model
 from conftest import require_corpus
+from interop_log import agreement, record
 from peer_torch import run_module
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -54,12 +55,16 @@ def cf_graph(name, beta, train_steps=0, offset=0.05, **cfg):
     return run_passes(trace_model(model))
 
 
-def assert_same_spikes(g, path, x, batched=True):
+def assert_same_spikes(g, path, x, network, batched=True):
     layers = [n.name for n in g.nodes.values() if n.op == "CFNeuron"]
     net = norse_from_nir(nir.read(path))  # Norse's defaults: dt = 1e-3
     mods = {n: getattr(net, n.replace(".", "_")) for n in layers}
     theirs = run_module(net, x, mods, norse_step, lambda net: None, batched)
     ours = Engine(g).run(x, probes=layers)
+    record("norse", "cf2neuro -> Norse", network, flag="export --for norse",
+           agreement=agreement(theirs, ours, layers),
+           lost="none (K=1, unsigned, reset=zero)" + ("" if batched else
+                                                      "; feed images unbatched (its Flatten)"))
     for name in layers:
         assert 0.02 < float(ours[name].mean()) < 0.9, name  # the layer is active
         assert torch.equal(theirs[name], ours[name]), name
@@ -78,7 +83,8 @@ def test_for_norse_mlp_runs_spike_for_spike(beta, train_steps, tmp_path):
         assert isinstance(node, nir.IF if beta == 1 else nir.LIF)
         np.testing.assert_array_equal(node.r, 1.0)
     x = torch.rand(T, B, 16, generator=torch.Generator().manual_seed(1)) * 2
-    assert_same_spikes(g, tmp_path / "m.nir", x)
+    assert_same_spikes(g, tmp_path / "m.nir", x,
+                       f"{'trained' if train_steps else 'random'} MLP, beta={beta}")
     # and cf2neuro reads the file back as the same network
     back = Engine(from_nir(tmp_path / "m.nir")).run(x)
     torch.testing.assert_close(back["output"], Engine(g).run(x)["output"], rtol=0, atol=1e-5)
@@ -90,7 +96,7 @@ def test_for_norse_conv_net_runs_spike_for_spike_unbatched(tmp_path):
                  fc_hidden=[8])
     export_graph(g, tmp_path / "c.nir", peer="norse")
     x = torch.rand(T, 3, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 2
-    assert_same_spikes(g, tmp_path / "c.nir", x, batched=False)
+    assert_same_spikes(g, tmp_path / "c.nir", x, "random conv net", batched=False)
 
 
 @pytest.mark.parametrize("neuron, why", [
@@ -102,15 +108,19 @@ def test_for_norse_refuses_what_it_cannot_run(neuron, why, tmp_path):
     torch.manual_seed(0)
     model = build_model("mlp", {"input_shape": [16], "hidden": [8],
                                 "neuron": {**EXACT, **neuron}})
-    with pytest.raises(UnsupportedError, match=f"{why}.*train with --neuron reset=zero"):
+    with pytest.raises(UnsupportedError, match=f"{why}.*train with --neuron reset=zero") as e:
         export_graph(run_passes(trace_model(model)), tmp_path / "r.nir", peer="norse")
     assert not (tmp_path / "r.nir").exists()
+    record("norse", "cf2neuro -> Norse", f"CF with {why}", flag="export --for norse",
+           refused=str(e.value))
 
 
 def test_for_norse_refuses_average_pooling(tmp_path):
     g = cf_graph("vgg-small", 0.8, input_shape=[1, 8, 8], channels=[4, "A"], fc_hidden=[8])
-    with pytest.raises(UnsupportedError, match="average pooling.*SumPool2d"):
+    with pytest.raises(UnsupportedError, match="average pooling.*SumPool2d") as e:
         export_graph(g, tmp_path / "p.nir", peer="norse")
+    record("norse", "cf2neuro -> Norse", "float net with AvgPool2d", flag="export --for norse",
+           refused=str(e.value))
 
 
 # --- Norse -> NIR -> cf2neuro -------------------------------------------------------
@@ -169,6 +179,9 @@ def test_from_norse_runs_its_export_as_the_norse_model_ran(kind, trained, tmp_pa
     g = from_nir(path, peer="norse")  # dt·tau read back as tau, Norse's dt 1e-3
     ours = Engine(g).run(x)
     assert 0.02 < float(theirs.mean()) < 0.9
+    record("norse", "Norse -> cf2neuro", f"{'trained' if trained else 'random'} {kind}",
+           flag="--from norse", agreement=agreement({"o": theirs}, {"o": ours["output"]}, ["o"]),
+           lost="none")
     assert torch.equal(ours["output"], theirs)
 
 
@@ -186,6 +199,8 @@ def test_norse_runs_its_own_export_wrongly(tmp_path):
     x = torch.rand(T, B, 10, generator=torch.Generator().manual_seed(1)) * 2
     reread = norse_from_nir(exported, dt=DT)
     assert not torch.equal(run_norse(reread, x), run_norse(net, x))
+    record("norse", "Norse -> Norse", "its own export", bug="exporter writes dt*tau; Input "
+           "keeps the batch dim (nir.read refuses)", lost="workaround: cf2neuro --from norse")
 
 
 def test_from_norse_reproduces_its_lif_trace():
@@ -194,3 +209,6 @@ def test_from_norse_reproduces_its_lif_trace():
     res = Engine(g).run(trace[:, 0].reshape(-1, 1, 1), probes=["v:1"])
     np.testing.assert_allclose(res["v:1"][:, 0, 0].numpy(), trace[:, 1], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(res["output"][:, 0, 0].numpy(), trace[:, 2])
+    record("norse", "Norse -> cf2neuro", "corpus lif_norse.csv", flag="--from norse",
+           agreement=float((res["output"][:, 0, 0].numpy() == trace[:, 2]).mean()),
+           lost="membrane within 1e-6")

@@ -161,9 +161,10 @@ class FloatNumerics:
         beta = self.param(node, "beta") if "beta" in node.params else float(a["beta"])
         p = CFParameters(beta, int(a["max_spikes"]), bool(a["signed"]),
                          reset=a.get("reset", "subtract"))
+        v_min = self.param(node, "v_min") if "v_min" in node.params else None
 
         def step(v, x):
-            n, v, _ = cf_step(torch.zeros_like(x) if v is None else v, x, theta, p)
+            n, v, _ = cf_step(torch.zeros_like(x) if v is None else v, x, theta, p, v_min)
             return n, v
         return Stateful(step, lambda v: v)
 

@@ -201,7 +201,7 @@ def _cf(node, shapes):
                          f"threshold={a['threshold']}, beta={a['beta']}")
     if not isinstance(a["max_spikes"], int) or a["max_spikes"] < 1:
         raise ValueError(f"max_spikes must be an int >= 1, got {a['max_spikes']!r}")
-    return _neuron("threshold", "beta")(node, shapes)
+    return _neuron("threshold", "beta", "v_min")(node, shapes)
 
 
 _LIF = ("tau", "r", "v_leak", "v_threshold")
@@ -230,7 +230,8 @@ for _spec in [
     OpSpec("Threshold", _threshold, params=("threshold",),
            doc="NIR's Threshold, stateless: 1 where x > threshold (strict), else 0"),
     OpSpec("Attention", _attention, (3, 3), attrs={"heads": REQUIRED, "scale": REQUIRED}),
-    OpSpec("CFNeuron", _cf, optional=("threshold", "beta"), stateful=True, integer=_BIAS,
+    OpSpec("CFNeuron", _cf, optional=("threshold", "beta", "v_min"), stateful=True,
+           integer=_BIAS + ("v_min_int",),
            attrs={"threshold": 1.0, "beta": 0.5, "max_spikes": 1, "signed": True,
                   "reset": "subtract"}),
     OpSpec("LIF", _neuron(*_LIF, "v_reset"), params=_LIF, optional=("v_reset",), integer=_BIAS,

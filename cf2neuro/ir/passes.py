@@ -133,7 +133,8 @@ def fold_thresholds(g: Graph) -> Graph:
       CF layers, or an Add of branches shared with another layer): scaling it
       would change the other reader;
     - the path has a back edge, or θ is a per-neuron array (imported graphs).
-    Folded layers record the old θ in node.meta["theta_folded"].
+    Folded layers record the old θ in node.meta["theta_folded"]; a membrane
+    floor ``v_min`` is divided by θ with the state.
     """
     for cf in [n for n in g.nodes.values() if n.op == "CFNeuron"]:
         theta = float(cf.attrs["threshold"])
@@ -152,6 +153,8 @@ def fold_thresholds(g: Graph) -> Graph:
                     n.params[k] = (a.astype(np.float64) / theta).astype(a.dtype)
             if n.op == "Attention":
                 n.attrs["scale"] = float(n.attrs["scale"]) / theta
+        if "v_min" in cf.params:  # the state is v/θ now: so is its floor
+            cf.params["v_min"] = np.asarray(cf.params["v_min"], np.float64) / theta
         cf.attrs["threshold"] = 1.0
         cf.meta["theta_folded"] = theta
     return g

@@ -247,6 +247,8 @@ def _cf(node: Node, ctx: _Context) -> nir.NIRNode:
         meta["threshold_array"] = np.array(theta)
     if beta is not None:
         meta["beta_array"] = np.array(beta)
+    if "v_min" in node.params:  # a membrane floor (read --from sinabs)
+        meta["v_min"] = np.array(node.params["v_min"], np.float64)
     ctx.caveats.append((node.name, _cf_caveat(a)))
     zeros = np.zeros(node.shape)
     lif = cf_to_lif(beta_full, ctx.dt, node.where())

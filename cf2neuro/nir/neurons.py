@@ -36,6 +36,8 @@ def _cf(name, node, ctx) -> Imported:
     for key in ("threshold", "beta"):
         if f"{key}_array" in m:
             params[key] = np.asarray(m[f"{key}_array"])
+    if "v_min" in m:  # a membrane floor: Sinabs's min_v_mem
+        params["v_min"] = np.asarray(m["v_min"], np.float64)
     theta = m.get("threshold")
     if theta is None:  # metadata as DESIGN §3 minimally states it: derive θ and β
         theta = _uniform(_arr(node.v_threshold))

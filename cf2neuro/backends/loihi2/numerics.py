@@ -325,12 +325,15 @@ class FixedPointNumerics:
             raise UnsupportedError(f"{node.where()}: needs vth > 0 and dv in 0..4096, got "
                                    f"vth={vth}, dv={dv}")
         bias = self._bias(node, fp)
+        floor = (self._long(np.asarray(node.params["v_min_int"]))
+                 if "v_min_int" in node.params else None)
 
         def step(v, a):
             v = torch.zeros_like(a) if v is None else v
             v = (trunc0(v * (DECAY_UNITY - dv)) + a + bias).clamp(-STATE_MAX, STATE_MAX)
             n = torch.div(v, vth, rounding_mode="trunc").clamp(lo, k)
-            return n, torch.where(n != 0, torch.zeros_like(v), v) if zero else v - n * vth
+            v = torch.where(n != 0, torch.zeros_like(v), v) if zero else v - n * vth
+            return n, v if floor is None else torch.maximum(v, floor)
         return Stateful(step, lambda v: v)
 
     def lava_lif(self, node, graph):

@@ -281,6 +281,9 @@ class _Quantizer:
             notes.append(f"{brep['bias_clipped_fraction']:.1%} of biases clipped at the "
                          f"{fmt.bias_mant_bits}-bit mantissa with exponent {bexp}")
         n.params["bias_mant"] = mant
+        if "v_min" in n.params:  # a membrane floor (Sinabs's min_v_mem) in state units
+            v_min = np.asarray(n.params["v_min"], np.float64) * nm.gain * scale
+            n.params["v_min_int"] = np.round(np.broadcast_to(v_min, n.shape)).astype(np.int64)
         fp = {"vth": vth, **nm.attrs, "bias_exp": int(bexp)}
         n.attrs["fixed_point"] = fp
         worst = self._worst_case(prods, eff, scale) * nm.state_units + \

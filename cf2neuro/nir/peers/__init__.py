@@ -59,13 +59,17 @@ def write_for(name: str, ng: nir.NIRGraph) -> nir.NIRGraph:
 
 # --- what the peer modules share ---------------------------------------------------
 
-def cf_metadata(beta, threshold, max_spikes: int, signed: bool, reset: str) -> dict:
+def cf_metadata(beta, threshold, max_spikes: int, signed: bool, reset: str,
+                v_min=None) -> dict:
     """The node metadata that makes cf2neuro's importer read a neuron as this CF neuron.
 
     `beta` and `threshold` may be per-neuron arrays; a uniform one is a scalar.
+    `v_min` floors the membrane after the reset (Sinabs's min_v_mem).
     """
     meta = {KEY_NEURON: CF_NEURON, "K": int(max_spikes), "signed": bool(signed),
             "reset": reset}
+    if v_min is not None:
+        meta["v_min"] = np.asarray(v_min, dtype=np.float64)
     for key, value in (("beta", beta), ("threshold", threshold)):
         a = np.asarray(value, dtype=np.float64)
         flat = a.reshape(-1)

@@ -332,7 +332,7 @@ def _cf(name, node, src: Value, depth: int, ctx):
     from cf2neuro_lava.procs.cf.process import CFNeuron
 
     fp = fixed_point(name, node, ("vth", "dv", "max_spikes", "signed"),
-                     ("bias_mant", "bias_exp", "reset"))
+                     ("bias_mant", "bias_exp", "reset", "v_min_int"))
     fp.setdefault("bias_mant", 0)
     fp.setdefault("bias_exp", 0)
     signed = fp["signed"]
@@ -340,6 +340,8 @@ def _cf(name, node, src: Value, depth: int, ctx):
         raise GraphError(f"node {name!r}: fixed-point field signed must be a bool, got {signed!r}")
     per = {k: src.to_lava(_ints(name, fp, k, src.shape)) for k in ("bias_mant", "vth", "dv",
                                                                    "bias_exp")}
+    if "v_min_int" in fp:  # a membrane floor (Sinabs's min_v_mem)
+        per["v_min"] = src.to_lava(_ints(name, fp, "v_min_int", src.shape))
     reset = fp.get("reset", "subtract")
     if reset not in ("subtract", "zero"):
         raise GraphError(f"node {name!r}: fixed-point field reset must be 'subtract' or "

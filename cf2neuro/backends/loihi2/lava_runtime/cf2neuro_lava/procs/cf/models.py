@@ -47,6 +47,7 @@ class PyCFNeuronModelFixed(PyLoihiProcessModel):
     dv: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
     bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=6)
+    v_min: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -79,6 +80,7 @@ class PyCFNeuronModelFixed(PyLoihiProcessModel):
         v = np.clip(trunc0(v * self.keep) + a + self.bias, -V_MAX, V_MAX)
         n = np.clip(np.sign(v) * (np.abs(v) // self.vth64), self.min_spikes, self.max_spikes)
         v = np.where(n != 0, 0, v) if self.reset_zero else v - n * self.vth64
+        v = np.maximum(v, self.v_min)
         self.v[...] = v
         self.s_out.send(n.astype(np.int32))
         self.v_out.send(self.v)

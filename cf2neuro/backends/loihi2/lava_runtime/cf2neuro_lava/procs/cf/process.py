@@ -5,6 +5,7 @@ Integer semantics (docs/fixed_point.md of cf2neuro, per neuron, per step)::
     v = clip(trunc0(v * (4096 - dv)) + a + (bias_mant << bias_exp), -(2**23 - 1), 2**23 - 1)
     n = clip(trunc0div(v, vth), -K * signed, K)
     v = v - n * vth                 # reset_zero: v = 0 where n != 0 instead
+    v = max(v, v_min)               # a floor (Sinabs's min_v_mem); default -(2**23 - 1)
     s_out = n                       # a graded payload: downstream needs num_message_bits > 0
 
 ``trunc0(x) = sign(x) * (|x| >> 12)`` and ``trunc0div`` round toward zero;
@@ -49,12 +50,13 @@ class CFNeuron(AbstractProcess):
     Parameters: ``shape``; ``vth`` (int > 0), ``dv`` (0..4096), ``bias_mant``,
     ``bias_exp`` (each scalar or per neuron); ``max_spikes`` K >= 1;
     ``signed``; ``reset_zero`` (v = 0 after a spike instead of v - n·vth);
+    ``v_min`` (the state's floor after the reset, scalar or per neuron);
     ``reset_interval`` (0 = never reset), ``reset_offset``.
     """
 
     def __init__(self, *, shape: tuple[int, ...], vth, dv=0, bias_mant=0, bias_exp=0,
                  max_spikes: int = 1, signed: bool = True, reset_zero: bool = False,
-                 reset_interval: int = 0, reset_offset: int = 0,
+                 reset_interval: int = 0, reset_offset: int = 0, v_min=-V_MAX,
                  name: ty.Optional[str] = None) -> None:
         shape = tuple(int(s) for s in shape)
         super().__init__(shape=shape, max_spikes=int(max_spikes), signed=bool(signed),
@@ -69,3 +71,4 @@ class CFNeuron(AbstractProcess):
         self.dv = Var(shape=shape, init=_per_neuron(dv, shape, "dv"))
         self.bias_mant = Var(shape=shape, init=_per_neuron(bias_mant, shape, "bias_mant"))
         self.bias_exp = Var(shape=shape, init=_per_neuron(bias_exp, shape, "bias_exp"))
+        self.v_min = Var(shape=shape, init=_per_neuron(v_min, shape, "v_min"))
