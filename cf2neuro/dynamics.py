@@ -52,12 +52,14 @@ def cf_step(v: torch.Tensor, x: torch.Tensor, theta, p: CFParameters, v_min=None
     """One step: returns (n, v_next, u). No surrogate; for simulators.
 
     `v_min` (optional) floors the state after the reset: Sinabs's ``min_v_mem``,
-    which its NIR importer gives every IF (-θ); imported graphs only.
+    which its NIR importer gives every IF (-θ); imported graphs only. Computed
+    as Sinabs does, ``relu(v - v_min) + v_min``: in floats that is not always
+    ``max(v, v_min)`` to the last bit, and the last bit moves later spikes.
     """
     u = p.beta * v + x
     n = torch.clamp(torch.div(u, theta, rounding_mode="trunc"), p.lowest, p.max_spikes)
     v = reset(u, n, theta, p.reset == "zero")
-    return n, (v if v_min is None else torch.maximum(v, v_min)), u
+    return n, (v if v_min is None else torch.relu(v - v_min) + v_min), u
 
 
 def reset(u: torch.Tensor, n: torch.Tensor, theta, zero: bool) -> torch.Tensor:

@@ -248,7 +248,7 @@ def _cf(node: Node, ctx: _Context) -> nir.NIRNode:
     if beta is not None:
         meta["beta_array"] = np.array(beta)
     if "v_min" in node.params:  # a membrane floor (read --from sinabs)
-        meta["v_min"] = np.array(node.params["v_min"], np.float64)
+        meta["v_min"] = np.array(np.broadcast_to(node.params["v_min"], node.shape), np.float64)
     ctx.caveats.append((node.name, _cf_caveat(a)))
     zeros = np.zeros(node.shape)
     lif = cf_to_lif(beta_full, ctx.dt, node.where())

@@ -68,8 +68,9 @@ def cf_metadata(beta, threshold, max_spikes: int, signed: bool, reset: str,
     """
     meta = {KEY_NEURON: CF_NEURON, "K": int(max_spikes), "signed": bool(signed),
             "reset": reset}
-    if v_min is not None:
-        meta["v_min"] = np.asarray(v_min, dtype=np.float64)
+    if v_min is not None:  # h5py cannot write a 0-d array with compression: a float
+        a = np.asarray(v_min, dtype=np.float64)
+        meta["v_min"] = float(a) if a.ndim == 0 else a
     for key, value in (("beta", beta), ("threshold", threshold)):
         a = np.asarray(value, dtype=np.float64)
         flat = a.reshape(-1)
