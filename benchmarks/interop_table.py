@@ -23,10 +23,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_peer_snntorch.py", "tests/test_peer_norse.py",
-         "tests/test_peer_sinabs.py", "tests/test_peer_rockpool.py"]
+TESTS = ["tests/test_peer_snntorch.py", "tests/test_nir_snntorch.py", "tests/test_peer_norse.py",
+         "tests/test_peer_sinabs.py", "tests/test_peer_rockpool.py", "tests/test_peer_spyx.py"]
 PEER_NAMES = {"snntorch": "snnTorch 1.0.0", "norse": "Norse 1.1.0", "sinabs": "Sinabs 3.1.3",
-              "rockpool": "Rockpool 3.1.0"}
+              "rockpool": "Rockpool 3.1.0", "spyx": "Spyx (its source; JAX not installed)"}
 
 
 def run_tests() -> list[dict]:

@@ -4,7 +4,6 @@ References are independent of cf2neuro's kernels: numpy windows for sum
 pooling, hand-computed spikes for Threshold, the NIR corpus for batch dims.
 """
 
-import logging
 
 import nir
 import numpy as np
@@ -276,13 +275,37 @@ def test_export_refuses_an_input_name_that_is_taken():
         to_nir(g, input_name=taken)
 
 
-def test_a_delay_is_refused_with_the_reason(tmp_path, caplog):
-    """nir.Delay: the IR has no delay op (only the one-step delay of a back edge)."""
+def delay_graph(delay) -> nir.NIRGraph:
     nodes = {"input": nir.Input(input_type=np.array([2])),
-             "d": nir.Delay(delay=np.ones(2)),
+             "d": nir.Delay(delay=np.asarray(delay, dtype=np.float64)),
              "output": nir.Output(output_type=np.array([2]))}
+    return nir.NIRGraph(nodes, [("input", "d"), ("d", "output")], metadata={"dt": 1e-3})
+
+
+def test_a_delay_shifts_its_input_by_whole_steps(tmp_path):
+    """nir.Delay of 2 ms at dt = 1 ms: the input of two steps ago, zeros before."""
     path = tmp_path / "delay.nir"
-    nir.write(path, nir.NIRGraph(nodes, [("input", "d"), ("d", "output")]))
-    with caplog.at_level(logging.ERROR), pytest.raises(BadInputError,
-                                                       match="'d'.*does not import 'Delay'"):
-        from_nir(path)
+    nir.write(path, delay_graph([2e-3, 2e-3]))
+    g = from_nir(path)
+    assert g["d"].op == "Delay" and g["d"].attrs["steps"] == 2
+    x = np.arange(12, dtype=np.float32).reshape(6, 1, 2) + 1
+    want = np.concatenate([np.zeros((2, 1, 2), np.float32), x[:-2]])
+    for runner in ("reference", "onnxruntime"):
+        np.testing.assert_array_equal(api.run(path, runner=runner, inputs=x)["output"], want,
+                                      err_msg=runner)
+    ng = to_nir(g)  # and back out as nir.Delay, in seconds
+    assert type(ng.nodes["d"]) is nir.Delay
+    np.testing.assert_allclose(ng.nodes["d"].delay, [2e-3, 2e-3])
+    assert from_nir(ng).equals(g)
+
+
+@pytest.mark.parametrize("delay, why", [([1.5e-3, 1.5e-3], "whole number of steps"),
+                                        ([1e-3, 2e-3], "whole number of steps")])
+def test_a_delay_the_ir_cannot_hold_is_refused(delay, why):
+    with pytest.raises(BadInputError, match=f"'d'.*{why}"):
+        from_nir(delay_graph(delay))
+
+
+def test_fixed_point_targets_refuse_a_delay_naming_the_node():
+    with pytest.raises(UnsupportedError, match=r"'d' \(Delay\).*float target"):
+        quantize(from_nir(delay_graph([1e-3, 1e-3])), "loihi2")

@@ -296,13 +296,13 @@ def test_an_unknown_node_type(tmp_path):
 
 def test_a_nir_type_cf2neuro_does_not_import(tmp_path):
     ng = small_graph()
-    ng.nodes["delay"] = nir.Delay(delay=np.ones(2))
-    ng.edges = [("in", "fc"), ("fc", "delay"), ("delay", "out")]
+    ng.nodes["integ"] = nir.I(r=np.ones(2))
+    ng.edges = [("in", "fc"), ("fc", "integ"), ("integ", "out")]
     path = tmp_path / "g.nir"
     nir.write(path, ng)
-    with pytest.raises(BadInputError, match="'delay'.*does not import 'Delay'"):
+    with pytest.raises(BadInputError, match="'integ'.*does not import 'I'"):
         from_nir(path)
-    with pytest.raises(BadInputError, match="'delay'.*unsupported NIR type Delay"):
+    with pytest.raises(BadInputError, match="'integ'.*unsupported NIR type I"):
         from_nir(ng)
 
 

@@ -95,7 +95,7 @@ from ..ir.graph import Graph, Node
 SYNAPTIC_OPS = ("Linear", "Conv2d")
 POOL_OPS = ("SumPool2d", "AvgPool2d")
 NEURON_OPS = ("CFNeuron", "LIF", "IF", "CubaLIF", "Threshold")  # Threshold: stateless spikes
-_THROUGH = ("Flatten", "Identity", "Permute", "Output", "MaxPool2d", *POOL_OPS)
+_THROUGH = ("Flatten", "Identity", "Permute", "Output", "MaxPool2d", "Delay", *POOL_OPS)
 SYNAPSE_KEYS = ("events", "payload", "synops", "payload_synops", "macs", "dense_macs")
 NEURON_KEYS = ("neuron_updates", "active_updates", "spikes", "spike_payload")
 

@@ -48,6 +48,7 @@ class FloatNumerics:
         "BatchNorm": "batchnorm", "AvgPool2d": "avgpool2d", "SumPool2d": "sumpool2d",
         "MaxPool2d": "maxpool2d", "Flatten": "flatten", "Permute": "permute", "Mean": "mean",
         "Add": "add", "Scale": "scale", "Threshold": "threshold", "Attention": "attention",
+        "Delay": "delay",
         "CFNeuron": "cf_neuron", "LIF": "lif", "IF": "if_neuron", "LI": "li", "CubaLIF": "cuba_lif",
     }
 
@@ -149,6 +150,14 @@ class FloatNumerics:
     def threshold(self, node, graph):
         thr = self.param(node, "threshold")
         return lambda x: (x > thr).to(x.dtype)  # a Heaviside step per step, no state
+
+    def delay(self, node, graph):
+        steps = int(node.attrs["steps"])
+
+        def step(buffer, x):  # buffer: the last `steps` inputs, oldest first
+            buffer = [torch.zeros_like(x)] * steps if buffer is None else buffer
+            return buffer[0], buffer[1:] + [x]
+        return Stateful(step, lambda buffer: buffer[-1])
 
     def attention(self, node, graph):
         heads, scale = node.attrs["heads"], node.attrs["scale"]

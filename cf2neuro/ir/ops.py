@@ -176,6 +176,13 @@ def _threshold(node, shapes):
     return shapes[0]
 
 
+def _delay(node, shapes):
+    steps = node.attrs["steps"]
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    return shapes[0]
+
+
 def _attention(node, shapes):
     if any(x != shapes[0] for x in shapes) or len(shapes[0]) != 2:
         raise ValueError(f"Q, K, V must share one [tokens, dim] shape, got "
@@ -229,6 +236,8 @@ for _spec in [
     OpSpec("Scale", _scale, params=("scale",)),
     OpSpec("Threshold", _threshold, params=("threshold",),
            doc="NIR's Threshold, stateless: 1 where x > threshold (strict), else 0"),
+    OpSpec("Delay", _delay, attrs={"steps": REQUIRED}, stateful=True,
+           doc="NIR's Delay, in steps: the input of `steps` steps ago (zeros before)"),
     OpSpec("Attention", _attention, (3, 3), attrs={"heads": REQUIRED, "scale": REQUIRED}),
     OpSpec("CFNeuron", _cf, optional=("threshold", "beta", "v_min"), stateful=True,
            integer=_BIAS + ("v_min_int",),

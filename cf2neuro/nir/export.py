@@ -31,8 +31,9 @@ What goes into the file
   export`` writes): readable by every nir release from 1.0.4 (Sinabs and
   Rockpool pin it) to the newest; see `compat` for the two rewrites (a zero
   ``v_reset`` left out, node metadata of node types 1.0.4 gives none kept in
-  the graph's metadata). nir 1.0.4 also has ``nir.Delay``, but the IR has no
-  delay op (its one-step delays are recurrent back edges), so none is written.
+  the graph's metadata).
+- **Delay** (k steps) -> ``nir.Delay`` of ``k·dt`` seconds per element (nir
+  1.0.4 has it too); the importer turns whole steps of dt back into it.
 - **Add**: NIR has no Add node; in NIR several edges into one node sum
   their sources. So an IR ``Add(a, b) -> c`` is written as the edges
   ``a -> c`` and ``b -> c`` (Adds feeding Adds are flattened; an operand
@@ -229,6 +230,10 @@ def _scale(node: Node, ctx: _Context) -> nir.NIRNode:
     return nir.Scale(scale=_full(node.params["scale"], node.shape))
 
 
+def _delay(node: Node, ctx: _Context) -> nir.NIRNode:
+    return nir.Delay(delay=np.full(node.shape, node.attrs["steps"] * ctx.dt))
+
+
 def _threshold(node: Node, ctx: _Context) -> nir.NIRNode:
     return nir.Threshold(threshold=_full(node.params["threshold"], node.shape))
 
@@ -307,6 +312,7 @@ EXPORTERS: dict[str, Lowering] = {
     "Flatten": _flatten,
     "Scale": _scale,
     "Threshold": _threshold,
+    "Delay": _delay,
     "CFNeuron": _cf,
     "LIF": _neuron(nir.LIF, ("tau", "r", "v_leak", "v_threshold")),
     "IF": _neuron(nir.IF, ("r", "v_threshold")),

@@ -5,8 +5,8 @@ class; the neurons' are in `neurons.py`, shared helpers in `values.py`).
 Each returns the IR op, its parameters and attributes; the graph walk
 around them adds the edges. Covered: Input, Output, Affine, Linear,
 Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, Threshold, LIF, IF, LI,
-CubaLIF, nested NIRGraphs (flattened), and recurrent edges. Not covered:
-Delay (the IR has no delay op), Conv1d, I, CubaLI: refused with the reason.
+CubaLIF, Delay, nested NIRGraphs (flattened), and recurrent edges. Not
+covered: Conv1d, I, CubaLI: refused with the reason.
 
 Semantics, following NIR and the frameworks that write it (see
 `discretize` for the per-framework table):
@@ -140,6 +140,17 @@ def _scale(name, node: nir.Scale, ctx) -> Imported:
     return "Scale", {"scale": _arr(node.scale)}, {}
 
 
+def _delay(name, node: nir.Delay, ctx) -> Imported:
+    """NIR's Delay (seconds) as the IR's Delay in whole steps of dt, one per node."""
+    steps = _arr(node.delay).astype(np.float64).reshape(-1) / ctx.dt
+    k = int(round(float(steps[0]))) if steps.size else 0
+    if not steps.size or not np.allclose(steps, k, rtol=0, atol=1e-6) or k < 0:
+        raise BadInputError(f"{ctx.where}: Delay {name!r} delays by {_arr(node.delay).tolist()}"
+                            f" s; cf2neuro delays a node by one whole number of steps of dt = "
+                            f"{ctx.dt:g} s (check --dt)")
+    return ("Delay", {}, {"steps": k}) if k else ("Identity", {}, {})
+
+
 def _threshold(name, node: nir.Threshold, ctx) -> Imported:
     return "Threshold", {"threshold": _arr(node.threshold)}, {}
 
@@ -155,6 +166,7 @@ IMPORTERS: dict[type, Importer] = {
     nir.Flatten: _flatten,
     nir.Scale: _scale,
     nir.Threshold: _threshold,
+    nir.Delay: _delay,
     nir.LIF: _lif,
     nir.IF: _if,
     nir.LI: _li,
@@ -201,7 +213,7 @@ def _check_types(group, path, prefix: str) -> None:
         if t == "NIRGraph":
             _check_types(node, path, f"{prefix}{key}.")
         elif t not in {c.__name__ for c in IMPORTERS}:
-            known = "Conv1d, Delay, I, CubaLI"
+            known = "Conv1d, I, CubaLI"
             kind = ("a NIR node type cf2neuro does not import" if t in known.split(", ")
                     else "an unknown node type")
             raise BadInputError(

@@ -87,7 +87,7 @@ def _cubalif(name, node: nir.CubaLIF, ctx) -> Imported:
 
 def _needs_dt(node, ctx) -> bool:
     """Neurons whose time constants Euler-steps with dt (CF metadata carries β itself)."""
-    if isinstance(node, (nir.LI, nir.CubaLIF)):
+    if isinstance(node, (nir.LI, nir.CubaLIF, nir.Delay)):  # a Delay is in seconds
         return True
     if isinstance(node, nir.LIF):
         return not (_is_cf(node, ctx) and "beta" in node.metadata)

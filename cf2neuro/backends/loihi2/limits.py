@@ -41,6 +41,8 @@ NO_FIXED_POINT = {
     "Threshold": "a stateless threshold (NIR's Threshold) has no Lava process; import it "
                  "as a neuron or run the float reference",
     "Identity": "internal: identities are removed before quantization",
+    "Delay": "a delay line has no fixed-point form here (Lava's synaptic delays are not "
+             "modelled); run it on a float target (reference, onnx)",
 }
 
 
