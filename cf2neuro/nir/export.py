@@ -107,14 +107,13 @@ from ..ir import Graph, Node
 from ..ir.ops import OPS
 from .compat import make_portable
 from .discretize import DEFAULT_DT, cf_to_lif, check_dt
-from .values import CF_NEURON, KEY_NEURON
+from .values import CF_NEURON, KEY_NEURON, KEY_ORDER
 
 log = logging.getLogger(__name__)
 
 KEY_ADD = "cf2neuro.add"
 KEY_ADD_META = "cf2neuro.add_meta"
 KEY_META = "cf2neuro.meta"
-KEY_ORDER = "cf2neuro.order"
 KEY_VERSION = "cf2neuro.version"
 KEY_FIXED = "cf2neuro.fixed_point"  # integer form of quantized graphs (docs/fixed_point.md)
 

@@ -26,6 +26,7 @@ class _Context:
 
 CF_NEURON = "circulate_firing"   # node metadata KEY_NEURON of a cf2neuro CF neuron
 KEY_NEURON = "cf2neuro.neuron"
+KEY_ORDER = "cf2neuro.order"     # the graph's node order, as JSON (export and importer)
 
 Imported = tuple[str, dict, dict]   # (IR op, params, attrs)
 IDENTITY = object()  # stands for a nested graph's inlined Input/Output node
