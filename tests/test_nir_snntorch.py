@@ -132,8 +132,10 @@ def test_snntorch_reads_a_cf_export_as_a_plain_lif(tmp_path):
     cf_res = Engine(g).run(x, probes=[cf_layer])
     record("snntorch", "cf2neuro -> snnTorch", "default CF MLP (signed, subtract), plain NIR",
            flag="export (--for nir)", agreement=agreement(plain_res, cf_res, [cf_layer]),
-           lost="negative spikes, the residue after a spike: train with --neuron reset=zero "
-                "max_spikes=1 signed=false and export --for snntorch")
+           lost="negative spikes, the residue after a spike",
+           limit="plain NIR cannot state this CF neuron (export warns; --strict refuses): "
+                 "train with --neuron reset=zero max_spikes=1 signed=false, export --for "
+                 "snntorch")
     assert set(plain_res[cf_layer].unique().tolist()) == {0.0, 1.0}
     assert set(cf_res[cf_layer].unique().tolist()) == {-1.0, 0.0, 1.0}
     assert not torch.allclose(cf_res["output"], plain_res["output"])
