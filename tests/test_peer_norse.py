@@ -27,7 +27,7 @@ from cf2neuro.nir import export_graph, from_nir
 from cf2neuro.nn.models import build_model
 from conftest import require_corpus
 from interop_log import agreement, record
-from peer_torch import run_module
+from peer_torch import assert_cf_layers_match, refused_export, run_module
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 T, B = 20, 6
@@ -60,15 +60,8 @@ def assert_same_spikes(g, path, x, network, batched=True):
     net = norse_from_nir(nir.read(path))  # Norse's defaults: dt = 1e-3
     mods = {n: getattr(net, n.replace(".", "_")) for n in layers}
     theirs = run_module(net, x, mods, norse_step, lambda net: None, batched)
-    ours = Engine(g).run(x, probes=layers)
-    record("norse", "cf2neuro -> Norse", network, flag="export --for norse",
-           agreement=agreement(theirs, ours, layers),
-           lost="none (K=1, unsigned, reset=zero)" + ("" if batched else
-                                                      "; feed images unbatched (its Flatten)"))
-    for name in layers:
-        assert 0.02 < float(ours[name].mean()) < 0.9, name  # the layer is active
-        assert torch.equal(theirs[name], ours[name]), name
-    torch.testing.assert_close(theirs["output"], ours["output"], rtol=0, atol=1e-5)
+    assert_cf_layers_match("norse", "cf2neuro -> Norse", network, "export --for norse", g,
+                           theirs, x, batched)
 
 
 @pytest.mark.parametrize("train_steps", [0, 10])
@@ -105,14 +98,9 @@ def test_for_norse_conv_net_runs_spike_for_spike_unbatched(tmp_path):
     ({"signed": True}, "negative spikes"),
 ])
 def test_for_norse_refuses_what_it_cannot_run(neuron, why, tmp_path):
-    torch.manual_seed(0)
-    model = build_model("mlp", {"input_shape": [16], "hidden": [8],
-                                "neuron": {**EXACT, **neuron}})
-    with pytest.raises(UnsupportedError, match=f"{why}.*train with --neuron reset=zero") as e:
-        export_graph(run_passes(trace_model(model)), tmp_path / "r.nir", peer="norse")
-    assert not (tmp_path / "r.nir").exists()
+    reason = refused_export("norse", {**EXACT, **neuron}, why, tmp_path)
     record("norse", "cf2neuro -> Norse", f"CF with {why}", flag="export --for norse",
-           refused=str(e.value))
+           refused=reason)
 
 
 def test_for_norse_refuses_average_pooling(tmp_path):

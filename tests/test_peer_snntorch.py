@@ -20,7 +20,6 @@ from snntorch.export_nir import export_to_nir
 from snntorch.import_nir import import_from_nir
 
 from cf2neuro.checkpoint import checkpoint_graph
-from cf2neuro.errors import UnsupportedError
 from cf2neuro.ir.engine import Engine
 from cf2neuro.ir.numerics import FloatNumerics
 from cf2neuro.ir.passes import run_passes
@@ -30,7 +29,7 @@ from cf2neuro.nn.models import build_model
 from cf2neuro.train import TrainConfig, train
 from conftest import require_corpus
 from interop_log import agreement, record
-from peer_torch import run_module
+from peer_torch import assert_cf_layers_match, refused_export, run_module
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # nirtorch
 T, B = 20, 6
@@ -72,17 +71,9 @@ FOR = "export --for snntorch"
 
 
 def assert_same_spikes(g, path, x, network, batched=True):
-    layers = cf_layers(g)
-    theirs = run_snntorch(path, x, layers, batched)
-    ours = Engine(g).run(x, probes=layers)
-    record("snntorch", "cf2neuro -> snnTorch", network, flag=FOR,
-           agreement=agreement(theirs, ours, layers),
-           lost="none (K=1, unsigned, reset=zero)" + ("" if batched else
-                                                      "; feed images unbatched (its Flatten)"))
-    for name in layers:
-        assert 0.02 < float(ours[name].mean()) < 0.9, name  # the layer is active
-        assert torch.equal(theirs[name], ours[name]), name
-    torch.testing.assert_close(theirs["output"], ours["output"], rtol=0, atol=1e-5)
+    theirs = run_snntorch(path, x, cf_layers(g), batched)
+    assert_cf_layers_match("snntorch", "cf2neuro -> snnTorch", network, FOR, g, theirs, x,
+                           batched)
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0])
@@ -132,14 +123,8 @@ def test_for_snntorch_a_trained_network_runs_spike_for_spike(trained, tmp_path):
     ({"signed": True}, "negative spikes"),
 ])
 def test_for_snntorch_refuses_what_it_cannot_run(neuron, why, tmp_path):
-    torch.manual_seed(0)
-    model = build_model("mlp", {"input_shape": [16], "hidden": [8],
-                                "neuron": {**EXACT, **neuron}})
-    with pytest.raises(UnsupportedError, match=f"{why}.*train with --neuron reset=zero") as e:
-        export_graph(run_passes(trace_model(model)), tmp_path / "r.nir", peer="snntorch")
-    assert not (tmp_path / "r.nir").exists()
-    record("snntorch", "cf2neuro -> snnTorch", f"CF with {why}", flag=FOR,
-           refused=str(e.value))
+    reason = refused_export("snntorch", {**EXACT, **neuron}, why, tmp_path)
+    record("snntorch", "cf2neuro -> snnTorch", f"CF with {why}", flag=FOR, refused=reason)
 
 
 # --- snnTorch -> NIR -> cf2neuro ---------------------------------------------------

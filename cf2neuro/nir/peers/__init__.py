@@ -164,3 +164,32 @@ def uniform(a, what: str, name: str, peer_name: str) -> float:
                                f"per-neuron values")
     return float(flat[0])
 
+
+
+def has_cycle(ng: nir.NIRGraph) -> bool:
+    """Whether the top-level graph has a loop (a recurrent edge)."""
+    succ: dict[str, list[str]] = {}
+    for a, b in ng.edges:
+        succ.setdefault(a, []).append(b)
+    state: dict[str, int] = {}
+
+    def visit(n: str) -> bool:  # 1: on the path, 2: done
+        state[n] = 1
+        for m in succ.get(n, []):
+            if state.get(m) == 1 or (m not in state and visit(m)):
+                return True
+        state[n] = 2
+        return False
+    return any(n not in state and visit(n) for n in list(ng.nodes))
+
+
+def binary_zero_problems(p: dict, neuron: str, reset: str) -> list[str]:
+    """Why CF neuron `p` is not the binary, unsigned, reset-to-zero LIF a peer builds."""
+    why = []
+    if p["K"] != 1:
+        why.append(f"graded spikes (K={p['K']}): {neuron} sends one spike")
+    if p["signed"]:
+        why.append(f"negative spikes (signed): {neuron} has none")
+    if p["reset"] != "zero":
+        why.append(f"reset by subtraction: {reset}")
+    return why

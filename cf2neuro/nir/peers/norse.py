@@ -35,7 +35,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ..values import KEY_NEURON, _arr
-from . import cf_nodes, refuse, scale_inputs, walk
+from . import binary_zero_problems, cf_nodes, refuse, scale_inputs, walk
 
 NAME = "norse"
 VERSION = "1.1.0"
@@ -71,13 +71,8 @@ def _seconds(tau, dt: float) -> np.ndarray:
 def write(ng: nir.NIRGraph) -> nir.NIRGraph:
     problems = []
     for name, p in cf_nodes(ng).items():
-        why = []
-        if p["K"] != 1:
-            why.append(f"graded spikes (K={p['K']}): Norse's LIFBox sends one spike")
-        if p["signed"]:
-            why.append("negative spikes (signed)")
-        if p["reset"] != "zero":
-            why.append("reset by subtraction: Norse's importer resets to v_reset = 0")
+        why = binary_zero_problems(p, "Norse's LIFBox",
+                                   "Norse's importer resets to v_reset = 0")
         if why:
             problems.append(f"CF layer {name!r}: " + ", ".join(why))
             continue

@@ -39,7 +39,8 @@ import torch
 
 from ...errors import BadInputError
 from ..values import KEY_ORDER, _arr, _plain
-from . import cf_metadata, cf_nodes, cf_params, predecessors, refuse, scale_inputs, successors
+from . import (cf_metadata, cf_nodes, cf_params, has_cycle, predecessors, refuse, scale_inputs,
+               successors)
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def _problems(ng: nir.NIRGraph, cf: dict) -> list[str]:
         elif not isinstance(node, (nir.Input, nir.Output, nir.Affine, nir.Linear)):
             problems.append(f"{name!r} ({type(node).__name__}): Rockpool's from_nir reads "
                             f"only Linear, Affine and CubaLIF (and cf2neuro's CF layers)")
-    if _has_cycle(ng):
+    if has_cycle(ng):
         problems.append("a recurrent loop: Rockpool's from_nir runs a flat cycle with the "
                         "previous call's output (nirtorch's GraphExecutor; its modules "
                         "evolve whole sequences), not the previous step's")
@@ -275,17 +276,3 @@ def _drop(ng: nir.NIRGraph, name: str) -> None:
     order = _plain(ng.metadata.get(KEY_ORDER))
     if isinstance(order, str):
         ng.metadata[KEY_ORDER] = json.dumps([n for n in json.loads(order) if n != name])
-
-
-def _has_cycle(ng: nir.NIRGraph) -> bool:
-    succ = {n: successors(ng, n) for n in ng.nodes}
-    state: dict[str, int] = {}
-
-    def visit(n) -> bool:
-        state[n] = 1
-        for m in succ.get(n, []):
-            if state.get(m) == 1 or (m not in state and visit(m)):
-                return True
-        state[n] = 2
-        return False
-    return any(n not in state and visit(n) for n in ng.nodes)

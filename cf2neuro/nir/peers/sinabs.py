@@ -46,7 +46,7 @@ import torch
 
 from ...errors import UnsupportedError
 from ..values import _arr
-from . import cf_metadata, cf_nodes, predecessors, refuse, successors
+from . import cf_metadata, cf_nodes, has_cycle, predecessors, refuse, successors
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def write(ng: nir.NIRGraph) -> nir.NIRGraph:
         problems.append(f"{', '.join(map(repr, joins))} sum several inputs (a residual "
                         f"add); nirtorch 2.0.2 runs Sinabs's graph depth first and drops "
                         f"an input not computed yet: no residual networks")
-    if _has_cycle(ng):
+    if has_cycle(ng):
         problems.append("the graph is recurrent; Sinabs's layers run the whole window at "
                         "once, so no NIR edge can close a loop")
     refuse(NAME, problems)
@@ -256,19 +256,3 @@ def _avgpool(ng: nir.NIRGraph, name: str, node, problems: list[str]) -> None:
         n.weight = (_arr(n.weight) / area).astype(_arr(n.weight).dtype)
     ng.nodes[name] = nir.SumPool2d(kernel_size=np.array(k), stride=_arr(node.stride),
                                    padding=np.zeros(2, np.int64))
-
-
-def _has_cycle(ng: nir.NIRGraph) -> bool:
-    succ: dict[str, list[str]] = {}
-    for a, b in ng.edges:
-        succ.setdefault(a, []).append(b)
-    state: dict[str, int] = {}
-
-    def visit(n: str) -> bool:  # 1: on the path, 2: done
-        state[n] = 1
-        for m in succ.get(n, []):
-            if state.get(m) == 1 or (m not in state and visit(m)):
-                return True
-        state[n] = 2
-        return False
-    return any(n not in state and visit(n) for n in list(ng.nodes))

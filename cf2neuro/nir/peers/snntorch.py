@@ -33,7 +33,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ..values import _arr
-from . import cf_metadata, cf_nodes, refuse, uniform, walk
+from . import binary_zero_problems, cf_metadata, cf_nodes, refuse, uniform, walk
 
 NAME = "snntorch"
 VERSION = "1.0.0"
@@ -76,14 +76,8 @@ def _zero_leak(node, name: str) -> None:
 def write(ng: nir.NIRGraph) -> nir.NIRGraph:
     problems = []
     for name, p in cf_nodes(ng).items():
-        why = []
-        if p["K"] != 1:
-            why.append(f"graded spikes (K={p['K']}): snnTorch's Leaky sends one spike")
-        if p["signed"]:
-            why.append("negative spikes (signed): snnTorch's Leaky has none")
-        if p["reset"] != "zero":
-            why.append("reset by subtraction: snnTorch's importer builds reset-to-zero "
-                       "Leaky layers (reset_mechanism='zero')")
+        why = binary_zero_problems(p, "snnTorch's Leaky", "snnTorch's importer builds "
+                                   "reset-to-zero Leaky layers (reset_mechanism='zero')")
         if np.unique(p["threshold"]).size != 1:
             why.append("per-neuron thresholds: snnTorch holds one per layer")
         if why:
