@@ -57,6 +57,8 @@ Add        -                                >= 2 inputs of equal shape, summed
 Scale      scale (broadcasts to input)      y = scale · x (scalar or per element)
 Threshold  threshold (broadcasts to input)  y = 1 where x > threshold, else 0;
                                             stateless (NIR's Threshold)
+Delay      attr steps (int >= 1)            y_t = x_{t-steps} (zeros before): NIR's
+                                            Delay in whole steps of dt
 Attention  -                                heads, scale s. Inputs Q, K, V, each
                                             [N, D], D = heads·d. Per head h
                                             (columns h·d..(h+1)·d-1):
