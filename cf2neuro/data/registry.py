@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional
 from cf2neuro.data.cifar10 import load_cifar10
 from cf2neuro.data.cifar10_dvs import load_cifar10_dvs
 from cf2neuro.data.digits import load_digits_dataset
+from cf2neuro.data.digits_rows import load_digits_rows
 from cf2neuro.data.dvs_gesture import load_dvs_gesture
 from cf2neuro.data.nmnist import load_nmnist
 from cf2neuro.data.spec import DataBundle
@@ -21,6 +22,7 @@ from cf2neuro.errors import BadInputError, ConfigError
 
 DATASETS: Dict[str, Callable[..., DataBundle]] = {
     "digits": load_digits_dataset,
+    "digits-rows": load_digits_rows,
     "cifar10": load_cifar10,
     "nmnist": load_nmnist,
     "cifar10-dvs": load_cifar10_dvs,
