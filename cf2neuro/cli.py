@@ -101,6 +101,29 @@ def _add_from(p, dt: bool = True) -> None:
                        help="a NIR file's step when the file states none (LIF/LI/CubaLIF)")
 
 
+def _cmd_compare(args) -> int:
+    from .compare import compare
+    from .fileio import check_output_dir
+    from .report import CompareRecord, format_joules, format_percent, write_report
+
+    check_output_dir(args.report, "--report")  # before any work
+    r = compare(args.checkpoint, data=args.data, targets=args.target, limit=args.limit,
+                timeout=args.timeout, data_overrides=_data_overrides(args))
+    write_report(CompareRecord.from_json(r), Path(args.report))
+    for name, t in r["targets"].items():
+        if not t["deployable"]:
+            print(f"{name}: cannot hold it: {t['reason']}")
+            continue
+        energy = (f", {format_joules(t['joules_per_inference'])}/inference"
+                  if "joules_per_inference" in t else "")
+        print(f"{name} via {t['runner']}: {format_percent(t['target_accuracy'])} (float "
+              f"{format_percent(t['float_accuracy'])}), exact match "
+              f"{format_percent(t['exact_match'])} vs {t['runner_equals']}, latency "
+              f"{t['latency_steps']} steps{energy}")
+    print(f"report: {args.report}/compare.html (also compare.md, compare.json)")
+    return 0
+
+
 def _cmd_export(args) -> int:
     from .api import export
 
@@ -380,6 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_overrides(p)
     _add_from(p)
     p.set_defaults(func=_cmd_energy)
+
+    p = sub.add_parser("compare", help="the targets that hold a checkpoint, side by side: "
+                                       "accuracy, exact match, latency, energy")
+    p.add_argument("checkpoint", metavar="CKPT_DIR")
+    p.add_argument("--target", default="all", type=lambda s: s if s == "all" else s.split(","),
+                   metavar="all|NAME[,NAME...]")
+    p.add_argument("--data", required=True, metavar="NAME")
+    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="first N test samples")
+    p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
+                   help="watchdog for each target runner")
+    p.add_argument("--report", required=True, metavar="DIR")
+    _add_data_overrides(p)
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("runtime", help="create a runner's isolated runtime")
     p.add_argument("action", choices=["setup"])

@@ -26,14 +26,15 @@ from ..fileio import atomic_path, write_json
 from .demo_record import (PLOT_FILES, REPORT_KEYS, DemoRecord, EnergySummary, RasterSummary,
                           runner_label)
 from .document import Document, to_html, to_markdown
-from .documents import ENERGY_PLOT, demo_document, energy_document, verify_document
-from .records import EnergyRecord, Flip, TargetEnergy, VerifyRecord
+from .documents import (ENERGY_PLOT, compare_document, demo_document, energy_document,
+                        verify_document)
+from .records import CompareRecord, EnergyRecord, Flip, TargetEnergy, VerifyRecord
 from .units import format_joules, format_percent, format_pp
 
 log = logging.getLogger(__name__)
 
 _DOCUMENTS = {VerifyRecord: verify_document, EnergyRecord: energy_document,
-              DemoRecord: demo_document}
+              DemoRecord: demo_document, CompareRecord: compare_document}
 
 
 def _energy_notes(targets: dict) -> dict:
@@ -129,6 +130,7 @@ def write_report(record, directory) -> dict[str, str]:
 
 
 __all__ = ["REPORT_KEYS", "PLOT_FILES", "VerifyRecord", "Flip", "EnergyRecord", "TargetEnergy",
+           "CompareRecord",
            "DemoRecord", "EnergySummary", "RasterSummary", "Document", "document",
            "write_report", "to_markdown", "to_html", "format_joules", "format_percent",
            "format_pp", "runner_label"]

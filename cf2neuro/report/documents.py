@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .demo_record import DemoRecord
 from .document import Bullets, Document, Heading, Image, Paragraph, Table
-from .records import EnergyRecord, TargetEnergy, VerifyRecord
+from .records import CompareRecord, EnergyRecord, TargetEnergy, VerifyRecord
 from .units import MISSING, format_joules, format_percent, format_pp, format_ratio
 
 ENERGY_PLOT = "energy.png"
@@ -201,6 +201,37 @@ def energy_document(r: EnergyRecord, plot: str | None = ENERGY_PLOT) -> Document
             blocks += [Paragraph("Sources:"),
                        Bullets([_source(k, v) for k, v in t.sources.items()])]
     return Document(f"Energy per inference: {r.checkpoint}", blocks)
+
+
+# ---- the targets side by side -----------------------------------------------------------
+
+def compare_document(r: CompareRecord) -> Document:
+    rows, refused = [], []
+    for name, t in r.targets.items():
+        if not t.get("deployable"):
+            refused.append([name, t.get("reason", "")])
+            continue
+        exact = t.get("exact_match")
+        energy = format_joules(t.get("joules_per_inference")) + (
+            "" if t.get("energy_measured", True) else " (assumed constants)")
+        rows.append([name, t["runner"], format_percent(t["float_accuracy"]),
+                     format_percent(t["target_accuracy"]), format_pp(t["accuracy_drop_pp"]),
+                     f"{format_percent(exact)} vs {t['runner_equals']}",
+                     str(t["latency_steps"]),
+                     energy if "joules_per_inference" in t else MISSING,
+                     t.get("note", "")])
+    blocks = [Paragraph(f"{r.samples} test samples of {r.data}. Accuracy on the target: its "
+                        f"integer numerics (fixed-point targets, quantized on 256 training "
+                        f"samples) or the float runner; exact match: the worst probe of the "
+                        f"target's runner against the emulator (fixed point) or the "
+                        f"reference (float); latency: pipeline steps the runner removes; "
+                        f"energy: the target's model, per inference."),
+              Table(["target", "runner", "float", "on target", "drop", "exact match",
+                     "latency", "energy / inference", "note"], rows, "llrrrrrrl")]
+    if refused:
+        blocks += [Paragraph("Targets that cannot hold this network:"),
+                   Table(["target", "why"], refused, "ll")]
+    return Document(f"Targets side by side: {r.checkpoint}", blocks)
 
 
 # ---- the demo ---------------------------------------------------------------------------

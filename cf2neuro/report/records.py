@@ -174,4 +174,19 @@ class EnergyRecord(Record):
         return sorted({k for t in self.targets.values() for k in t.by_kind})
 
 
-__all__ = ["Record", "Flip", "VerifyRecord", "TargetEnergy", "EnergyRecord", "optional"]
+@dataclass
+class CompareRecord(Record):
+    """`cf2neuro.compare.compare`'s result: one row per target (a plain dict each)."""
+
+    STEM: ClassVar[str] = "compare"
+
+    checkpoint: str
+    data: str | None
+    samples: int | None
+    targets: dict[str, dict]
+    seconds: float | None = optional()
+    extra: dict = field(default_factory=dict)
+
+
+__all__ = ["Record", "Flip", "VerifyRecord", "TargetEnergy", "EnergyRecord", "CompareRecord",
+           "optional"]
