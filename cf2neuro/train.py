@@ -327,6 +327,13 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True
 def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_epoch) -> dict:
     if resume:
         cfg = _resume_config(out, cfg)
+    changes = []
+    if cfg.target is not None:  # the neurons the target holds, recorded as trained
+        from .targets.training import constrain
+
+        cfg, changes = constrain(cfg, cfg.target)
+        for change in changes:
+            log.warning("--target %s: %s", cfg.target, change)
     if cfg.lr is None:  # recorded resolved, so config.json says what ran
         from .nn.models import default_lr
 
@@ -387,6 +394,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_epoch) 
             bar.set_postfix(loss=f"{record['loss']:.3f}", test=f"{record['test_accuracy']:.4f}")
             log.info("epoch %d: %s", epoch + 1, record)
             metrics = _metrics(history, dev, dist, time.perf_counter() - t_train, compiled)
+            if changes:
+                metrics["target_changes"] = changes
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
                      "data_rng": generator.get_state(), "epoch": epoch + 1}

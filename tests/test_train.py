@@ -262,17 +262,14 @@ def test_each_zoo_network_has_its_default_learning_rate(tmp_path):
 
 
 def test_train_refuses_up_front_what_the_target_cannot_run(tmp_path, capsys):
-    """--target loihi: signed CF spikes are refused before any training step, exit 2."""
+    """--target loihi sets its neurons (binary, unsigned, reset to zero: test_train_target);
+    what training cannot change, analog pixels as inputs, is refused before any step."""
     out = tmp_path / "run"
     assert cli(["train", "--target", "loihi", "--epochs", "1", "--out", str(out),
                 "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "--target loihi" in err and "binary spikes only" in err and "Nothing was trained" in err
+    assert "--target loihi" in err and "--encoding poisson" in err and "Nothing was trained" in err
     assert not (out / "model.safetensors").exists()
-    # binary spikes, but analog pixels as inputs: refused too, with the way out
     assert cli(["train", "--target", "loihi", "--epochs", "1", "--out", str(out), "--quiet",
-                "--neuron", "signed=false"]) == 2
-    assert "--encoding poisson" in capsys.readouterr().err
-    assert cli(["train", "--target", "loihi", "--epochs", "1", "--out", str(out), "--quiet",
-                "--neuron", "signed=false", "--encoding", "poisson"]) == 0
+                "--encoding", "poisson"]) == 0
     assert json.loads((out / "config.json").read_text())["train"]["target"] == "loihi"

@@ -96,6 +96,7 @@ class Target:
     runners: tuple[str, ...] = ()
     resources: dict[str, Limit] = field(default_factory=dict)
     energy: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)   # [training]: what train --target sets
     path: str = ""
 
     def limit(self, name: str) -> int | None:
@@ -243,6 +244,12 @@ def _parse(data: dict, path: Path) -> Target:
     if numeric is not None and backend is None:
         raise TargetError(f"{where}: a fixed-point target ([numeric]) needs a 'backend' that "
                           f"implements its arithmetic")
+    training = data.get("training") or {}
+    if not isinstance(training, dict) or not all(
+            isinstance(training.get(k, {}), dict) for k in ("neuron", "neuron_max")) or \
+            not isinstance(training.get("reason", ""), str):
+        raise TargetError(f"{where}: [training] takes tables 'neuron' (values train --target "
+                          f"sets) and 'neuron_max' (upper bounds) and a 'reason' string")
     runners = data.get("runners", [data["runner"]])
     if not isinstance(runners, list) or not all(isinstance(r, str) and r for r in runners):
         raise TargetError(f"{where}: runners must be a list of runner names")
@@ -250,4 +257,5 @@ def _parse(data: dict, path: Path) -> Target:
         runners = [data["runner"], *runners]
     return Target(name=data["name"], description=str(data.get("description", "")),
                   runner=data["runner"], numeric=numeric, backend=backend,
-                  runners=tuple(runners), resources=resources, energy=energy, path=str(path))
+                  runners=tuple(runners), resources=resources, energy=energy,
+                  training=training, path=str(path))
