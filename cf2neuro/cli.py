@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a checkpoint, a NIR or an ONNX file on inputs")
     p.add_argument("source", metavar="CKPT_DIR|FILE.nir|FILE.onnx")
     p.add_argument("--runner", default="reference",
-                   help="reference, emulator, lava, onnxruntime (cf2neuro targets lists them)")
+                   help="reference, emulator, lava, onnxruntime, nengo-loihi (cf2neuro targets "
+                        "lists them)")
     p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
                    help="stop the runner after this long (default: the runner's own)")
     p.add_argument("--target", default=None, metavar="NAME")
@@ -420,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runtime", help="create a runner's isolated runtime")
     p.add_argument("action", choices=["setup"])
-    p.add_argument("name", metavar="RUNNER", help="e.g. lava")
+    p.add_argument("name", metavar="RUNNER", help="e.g. lava, nengo-loihi")
     p.set_defaults(func=_cmd_runtime)
 
     p = sub.add_parser("targets", help="every target: back end, numerics, limits, runners")

@@ -41,6 +41,25 @@ def digits_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def nengo_loihi_python():
+    """The nengo-loihi runtime's python (Loihi 1's emulator), created once by cf2neuro.
+
+    Without a Python 3.10/3.11 the tests skip with the reason; under CI that is a failure.
+    """
+    import os
+
+    from cf2neuro.backends.loihi2.nengo_loihi_runtime import setup_nengo_loihi
+    from cf2neuro.errors import RuntimeMissingError
+
+    try:
+        return setup_nengo_loihi(progress=False)
+    except RuntimeMissingError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no nengo-loihi runtime (cf2neuro runtime setup nengo-loihi): {e}")
+
+
+@pytest.fixture(scope="session")
 def lava_python():
     """The Lava runtime's python, created (once, cached) by cf2neuro itself.
 

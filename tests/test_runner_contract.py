@@ -48,10 +48,26 @@ def _graph() -> Graph:
 
 
 @pytest.fixture(scope="module")
-def case():
+def graded_case():
     x = np.random.default_rng(4).normal(0, 1, (T, B, 6)).astype(np.float32)
     g = _graph()
     return g, quantize(g, "loihi2", calibration=x), x
+
+
+@pytest.fixture(scope="module")
+def binary_case():
+    """The same MLP as Loihi 1 runs it (target loihi): binary spikes in, binary IF-CF, reset 0."""
+    x = (np.random.default_rng(4).random((T, B, 6)) < 0.5).astype(np.float32)
+    g = _graph()
+    g["cf1"].attrs.update(max_spikes=1, signed=False, reset="zero", beta=1.0)
+    return g, quantize(g, "loihi", calibration=x), x
+
+
+@pytest.fixture
+def case(runner, request):
+    """The graded loihi2 case, or the binary loihi one for runners of target loihi."""
+    return request.getfixturevalue("binary_case" if runner.default_target == "loihi"
+                                   else "graded_case")
 
 
 def _request(runner, case, **kw) -> RunRequest:
@@ -65,6 +81,11 @@ def _missing_lava(monkeypatch, tmp_path):
     monkeypatch.setenv("CF2NEURO_LAVA_PYTHON", str(tmp_path / "no-python3.10"))
 
 
+def _missing_nengo_loihi(monkeypatch, tmp_path):
+    monkeypatch.setenv("CF2NEURO_NENGO_LOIHI_RUNTIME", str(tmp_path / "no-runtime"))
+    monkeypatch.setenv("CF2NEURO_NENGO_LOIHI_PYTHON", str(tmp_path / "no-python"))
+
+
 def _missing_module(name):
     def remove(monkeypatch, tmp_path):
         monkeypatch.setitem(sys.modules, name, None)  # `import name` now fails
@@ -73,7 +94,7 @@ def _missing_module(name):
 
 # How each runner's runtime goes missing (None: it has no runtime beyond torch).
 MISSING = {"reference": None, "emulator": None, "lava": _missing_lava,
-           "onnxruntime": _missing_module("onnxruntime")}
+           "onnxruntime": _missing_module("onnxruntime"), "nengo-loihi": _missing_nengo_loihi}
 
 
 def _children() -> set[int]:
@@ -100,6 +121,8 @@ def runner(request):
     name = request.param
     if name == "lava":
         request.getfixturevalue("lava_python")  # builds the runtime (CI) or skips (no 3.10)
+    if name == "nengo-loihi":
+        request.getfixturevalue("nengo_loihi_python")
     return get_runner(name)
 
 

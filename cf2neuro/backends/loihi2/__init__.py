@@ -7,6 +7,9 @@
     limits.py     Lava's int8 Conv parameters, refused up front
     runner.py     the ``lava`` runner: the isolated runtime, under a watchdog
     runtime.py    finds a Python 3.10 and builds the runtime's virtual environment
+    nengo_loihi_runner.py   the ``nengo-loihi`` runner: target loihi on nengo-loihi's Loihi 1
+                  emulator, in its own runtime (nengo_loihi_runtime.py builds it;
+                  nengo_loihi_driver.py is the script that runs inside it)
     energy.py     the ``loihi`` energy model (Davies et al. 2018's per-op energies)
     lava_runtime/ the standalone ``cf2neuro_lava`` package that runs inside it
 
@@ -22,6 +25,7 @@ BACKEND = Backend(
     numerics="cf2neuro.backends.loihi2.numerics:FixedPointNumerics",
     checker="cf2neuro.backends.loihi2.limits:check",
     quantizer="cf2neuro.backends.loihi2.quantize:quantize_graph",
-    runners={"lava": "cf2neuro.backends.loihi2.runner:LavaRunner"},
+    runners={"lava": "cf2neuro.backends.loihi2.runner:LavaRunner",
+             "nengo-loihi": "cf2neuro.backends.loihi2.nengo_loihi_runner:NengoLoihiRunner"},
     energy_models={"loihi": "cf2neuro.backends.loihi2.energy:price"},
 )

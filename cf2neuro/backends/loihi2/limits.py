@@ -91,6 +91,8 @@ def prepare(g: Graph, target: Target) -> dict:
     same step: no balancing, no pipeline depths, pools that feed Adds keep sums.
     """
     refuse_ops(g, target)
+    if not target.numeric.graded_spikes:  # Loihi 1: its own neuron, not the CF process
+        binary_cf_as_lif(g)
     lava = lava_refusal(g)
     avgpool_to_sumpool(g, keep_sums=lava is not None)
     split = split_fan_in(g, target.limit("fan_in"))  # wide layers: several synapse groups
@@ -100,6 +102,34 @@ def prepare(g: Graph, target: Target) -> dict:
     balance = balance_paths(g)  # residual paths: identity synapses and delays (balance.py)
     g.validate()
     return {"lava": None, "split": split, "balance": balance, "depths": pipeline_depths(g)}
+
+
+def binary_cf_as_lif(g: Graph) -> list[str]:
+    """Binary reset-to-zero CF layers as the LIF/IF they are, in place; their names.
+
+    u = beta·v + x, spike when u >= theta, then v = 0, is an LIF with tau = dt/(1-beta)
+    and r = 1/(1-beta) (an IF with r = 1 for beta = 1), up to the spike at u == theta
+    exactly. As Lava's LIF (PyLifModelBitAcc) its state keeps Loihi's 6 bits below the
+    weights (a << 6), so its leak rounds as Loihi 1 rounds it: nengo-loihi's emulator
+    agrees bit for bit (tests/test_nengo_loihi.py); the CF process rounds the leak of v.
+    """
+    dt = float(g.meta.setdefault("dt", 1.0))  # any dt: only dt/tau enters
+    done = []
+    for n in [n for n in g.nodes.values() if n.op == "CFNeuron"]:
+        a = n.attrs
+        if (a["max_spikes"] != 1 or a["signed"] or a.get("reset") != "zero"
+                or "v_min" in n.params or "beta" in n.params):
+            continue
+        thr = np.broadcast_to(np.asarray(n.params.get("threshold", a["threshold"]),
+                                         np.float32), n.shape).copy()
+        beta = float(a["beta"])
+        full = lambda v: np.full(n.shape, v, np.float32)  # noqa: E731
+        n.params = ({"tau": full(dt / (1 - beta)), "r": full(1 / (1 - beta)),
+                     "v_leak": full(0.0), "v_threshold": thr} if beta < 1 else
+                    {"r": full(1.0), "v_threshold": thr})
+        n.op, n.attrs = ("LIF" if beta < 1 else "IF"), {"reset": "zero"}
+        done.append(n.name)
+    return done
 
 
 def refuse_ops(g: Graph, target: Target) -> None:
