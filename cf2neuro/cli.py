@@ -199,7 +199,8 @@ def _cmd_energy(args) -> int:
 
     report = energy_report(args.checkpoint, targets=args.target, data=args.data,
                            limit=args.limit, progress=not args.quiet,
-                           data_overrides=_data_overrides(args), peer=args.peer, dt=args.dt)
+                           data_overrides=_data_overrides(args), peer=args.peer, dt=args.dt,
+                           simulator=args.simulator)
     write_energy_report(report, Path(args.report))
     from .report import format_joules
 
@@ -211,6 +212,13 @@ def _cmd_energy(args) -> int:
               + (f"   ({'; '.join(notes)})" if notes else ""))
     for name, why in (report.get("refused") or {}).items():
         print(f"{name:<8} {'refused':>10}: {why.splitlines()[0]}")
+    if args.simulator:
+        print(f"\n{args.simulator} (simulated on the same samples; energy.json: "
+              f"targets.NAME.{args.simulator}):")
+        for name, t in report["targets"].items():
+            s = t[args.simulator]
+            print(f"{name:<8} {args.simulator} refused: {s['refused'].splitlines()[0]}"
+                  if "refused" in s else s["summary"])
     print(f"report: {args.report}/energy.html (also energy.md, energy.json, energy.png)")
     return 0
 
@@ -401,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="first N test samples")
     p.add_argument("--report", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--simulator", default=None, metavar="sanafe",
+                   help="also simulate each target on its SANA-FE architecture (loihi, loihi2 "
+                        "-> loihi.yaml; pip install 'cf2neuro[sanafe]') and print SANA-FE's "
+                        "energy and latency next to the estimate, with the ratio and why")
     _add_data_overrides(p)
     _add_from(p)
     p.set_defaults(func=_cmd_energy)

@@ -18,7 +18,9 @@ modules, no registration as a side effect). Its parts are named as
 - ``runners``: runner name -> a `cf2neuro.runners.Runner` class;
 - ``exporters``: file suffix -> ``fn(graph, path, **options) -> summary``;
 - ``energy_models``: model name (a target file's ``[energy] model``) ->
-  ``fn(counts, target) -> energies`` (`cf2neuro.energy.models`).
+  ``fn(counts, target) -> energies`` (`cf2neuro.energy.models`);
+- ``simulators``: name (``energy --simulator``) -> ``fn(graph, x, calibration,
+  target) -> report``, an architecture simulator that prices the same run.
 
 A target file (``cf2neuro/targets/<name>.toml``) names its back end. Adding
 a target family costs its package and a target file; no generic module
@@ -46,6 +48,7 @@ class Backend:
     runners: dict[str, str] = field(default_factory=dict)
     exporters: dict[str, str] = field(default_factory=dict)
     energy_models: dict[str, str] = field(default_factory=dict)
+    simulators: dict[str, str] = field(default_factory=dict)
 
     def load(self, part: str, key: str | None = None):
         """Import and return a part ("numerics", "checker", "quantizer", a runner/exporter by key)."""

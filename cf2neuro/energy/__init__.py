@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..backends import all_backends, get_backend, load_ref
 from ..errors import BadInputError, UnsupportedError
 from ..targets import known_targets, load_target
 from .counts import Counts, count_operations, needed_probes
@@ -80,10 +81,23 @@ def _counts_for(tgt, graph, x, calibration, runner: str, cache: dict):
     return cache[key], notes, deployable
 
 
+def _simulate(simulator: str, tgt, graph, x, calibration) -> dict:
+    """The target back end's `simulator` on the same run, or {"refused": why}."""
+    ref = get_backend(tgt.backend).simulators.get(simulator) if tgt.backend else None
+    if ref is None:
+        return {"refused": f"target {tgt.name} has no {simulator} model (its back end "
+                           f"{tgt.backend or '(float target)'} declares none)"}
+    try:
+        return load_ref(ref)(graph, x, calibration, tgt)
+    except UnsupportedError as err:
+        return {"refused": str(err)}
+
+
 def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
                   limit: int | None = None, runner: str = "emulator",
                   progress: bool = True, data_overrides: dict | None = None,
-                  peer: str | None = None, dt: float | None = None) -> dict:
+                  peer: str | None = None, dt: float | None = None,
+                  simulator: str | None = None) -> dict:
     """Count and price a checkpoint on its test set for each target; a JSON-able dict.
 
     {"checkpoint", "samples", "timesteps", "runner", "targets": {name: {
@@ -93,6 +107,11 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
     A target that cannot hold the network (and names no fallback quantization)
     is listed in "refused" with its reason; the others are still priced.
     `ckpt_dir` may be a NIR file (read as framework `peer` ran it, with `dt`).
+    `simulator="sanafe"` also simulates the same samples on each target's SANA-FE
+    architecture (the back end's ``simulators``; loihi2's is
+    `cf2neuro.backends.loihi2.sanafe_compare.sanafe_report`): the target's
+    "sanafe" entry, or {"refused": why} where SANA-FE has no chip for it or cannot
+    run the network.
     """
     from ..checkpoint import source_graph
     from ..verify import calibration_inputs, fit_inputs, test_inputs
@@ -103,6 +122,10 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
         names = [targets] if isinstance(targets, str) else list(targets)
     if not names:
         raise BadInputError("no targets with an energy model given")
+    simulators = {k for b in all_backends() for k in b.simulators}
+    if simulator is not None and simulator not in simulators:
+        raise BadInputError(f"unknown simulator {simulator!r}; known: "
+                            f"{', '.join(sorted(simulators)) or 'none'}")
     tgts = [load_target(n) for n in names]  # fail early on unknown names
     for t in tgts:
         if t.energy.get("model") not in MODELS:
@@ -126,6 +149,8 @@ def energy_report(ckpt_dir, targets=DEFAULT_TARGETS, data: str | None = None,
         e = energy(counts, tgt)
         e["assumptions"] = notes + e["assumptions"]
         e["deployable"] = deployable
+        if simulator is not None:
+            e[simulator] = _simulate(simulator, tgt, graph, x, calibration)
         out[tgt.name] = e
     if not out:
         raise UnsupportedError("no target can hold this network: " + "; ".join(

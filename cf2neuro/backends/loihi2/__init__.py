@@ -28,4 +28,5 @@ BACKEND = Backend(
     runners={"lava": "cf2neuro.backends.loihi2.runner:LavaRunner",
              "nengo-loihi": "cf2neuro.backends.loihi2.nengo_loihi_runner:NengoLoihiRunner"},
     energy_models={"loihi": "cf2neuro.backends.loihi2.energy:price"},
+    simulators={"sanafe": "cf2neuro.backends.loihi2.sanafe_compare:sanafe_report"},
 )
