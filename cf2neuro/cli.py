@@ -224,9 +224,13 @@ def _cmd_energy(args) -> int:
 
 
 def _cmd_runtime(args) -> int:
-    from .runners import get_runner
+    from .runners import get_runner, runner_names
+    from .targets import known_targets, load_target
 
-    print(get_runner(args.name).setup(progress=True))
+    name = args.name
+    if name not in runner_names() and name in known_targets():  # a target: its default runner
+        name = load_target(name).runner
+    print(get_runner(name).setup(progress=True))
     return 0
 
 
@@ -364,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a checkpoint, a NIR or an ONNX file on inputs")
     p.add_argument("source", metavar="CKPT_DIR|FILE.nir|FILE.onnx")
     p.add_argument("--runner", default="reference",
-                   help="reference, emulator, lava, onnxruntime, nengo-loihi (cf2neuro targets "
-                        "lists them)")
+                   help="reference, emulator, lava, onnxruntime, nengo-loihi, xylosim "
+                        "(cf2neuro targets lists them)")
     p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
                    help="stop the runner after this long (default: the runner's own)")
     p.add_argument("--target", default=None, metavar="NAME")
@@ -433,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runtime", help="create a runner's isolated runtime")
     p.add_argument("action", choices=["setup"])
-    p.add_argument("name", metavar="RUNNER", help="e.g. lava, nengo-loihi")
+    p.add_argument("name", metavar="RUNNER", help="e.g. lava, nengo-loihi, xylosim (or a "
+                                                  "target: xylo)")
     p.set_defaults(func=_cmd_runtime)
 
     p = sub.add_parser("targets", help="every target: back end, numerics, limits, runners")

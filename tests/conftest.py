@@ -60,6 +60,26 @@ def nengo_loihi_python():
 
 
 @pytest.fixture(scope="session")
+def xylo_python():
+    """The Xylo runtime's python (rockpool 3.1.0 + xylosim), created once by cf2neuro.
+
+    Where it cannot be built (no C++ compiler, no PyPI) the tests skip with the reason;
+    under CI that is a failure.
+    """
+    import os
+
+    from cf2neuro.backends.xylo.runtime import setup_xylo
+    from cf2neuro.errors import RuntimeMissingError
+
+    try:
+        return setup_xylo(progress=False)
+    except RuntimeMissingError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Xylo runtime (cf2neuro runtime setup xylosim): {e}")
+
+
+@pytest.fixture(scope="session")
 def lava_python():
     """The Lava runtime's python, created (once, cached) by cf2neuro itself.
 

@@ -63,11 +63,23 @@ def binary_case():
     return g, quantize(g, "loihi", calibration=x), x
 
 
+@pytest.fixture(scope="module")
+def xylo_case():
+    """The same MLP as Xylo runs it (target xylo): analog inputs >= 0, unsigned CF, K = 31."""
+    x = np.random.default_rng(4).random((T, B, 6)).astype(np.float32)
+    g = _graph()
+    g["cf1"].attrs.update(max_spikes=31, signed=False)
+    return g, quantize(g, "xylo", calibration=x), x
+
+
+CASES = {"loihi": "binary_case", "xylo": "xylo_case"}  # default target -> case
+LATENCY = {"xylo": 1}  # pipeline steps removed; 2 (one a Dense) elsewhere
+
+
 @pytest.fixture
 def case(runner, request):
-    """The graded loihi2 case, or the binary loihi one for runners of target loihi."""
-    return request.getfixturevalue("binary_case" if runner.default_target == "loihi"
-                                   else "graded_case")
+    """The graded loihi2 case, or the case of the runner's own target (loihi, xylo)."""
+    return request.getfixturevalue(CASES.get(runner.default_target, "graded_case"))
 
 
 def _request(runner, case, **kw) -> RunRequest:
@@ -86,6 +98,11 @@ def _missing_nengo_loihi(monkeypatch, tmp_path):
     monkeypatch.setenv("CF2NEURO_NENGO_LOIHI_PYTHON", str(tmp_path / "no-python"))
 
 
+def _missing_xylo(monkeypatch, tmp_path):
+    monkeypatch.setenv("CF2NEURO_XYLO_RUNTIME", str(tmp_path / "no-runtime"))
+    monkeypatch.setenv("CF2NEURO_XYLO_PYTHON", str(tmp_path / "no-python"))
+
+
 def _missing_module(name):
     def remove(monkeypatch, tmp_path):
         monkeypatch.setitem(sys.modules, name, None)  # `import name` now fails
@@ -94,7 +111,8 @@ def _missing_module(name):
 
 # How each runner's runtime goes missing (None: it has no runtime beyond torch).
 MISSING = {"reference": None, "emulator": None, "lava": _missing_lava,
-           "onnxruntime": _missing_module("onnxruntime"), "nengo-loihi": _missing_nengo_loihi}
+           "onnxruntime": _missing_module("onnxruntime"), "nengo-loihi": _missing_nengo_loihi,
+           "xylosim": _missing_xylo}
 
 
 def _children() -> set[int]:
@@ -123,6 +141,8 @@ def runner(request):
         request.getfixturevalue("lava_python")  # builds the runtime (CI) or skips (no 3.10)
     if name == "nengo-loihi":
         request.getfixturevalue("nengo_loihi_python")
+    if name == "xylosim":
+        request.getfixturevalue("xylo_python")
     return get_runner(name)
 
 
@@ -152,7 +172,7 @@ def test_shapes_probes_and_agreement_with_the_reference(runner, case):
         np.testing.assert_array_equal(res.probes["cf1"], emu["cf1"])
         trace = emu["v:cf1"]
         np.testing.assert_array_equal(membrane, trace if membrane.ndim == 3 else trace[-1])
-        assert res.latency == emu["latency"] == 2
+        assert res.latency == emu["latency"] == LATENCY.get(runner.default_target, 2)
     time.sleep(0.1)
     after = _leftovers()
     assert after[0] <= before[0], f"child processes left: {after[0] - before[0]}"
