@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 VENVP  := .venv-peers
 STAMPP := $(VENVP)/.installed
 
-.PHONY: demo test venv venv-peers clean
+.PHONY: demo demo-xylo test venv venv-peers clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,15 @@ $(STAMPP): Makefile
 
 demo: $(STAMP)
 	$(VENV)/bin/cf2neuro demo
+
+# The Xylo demo: train for Xylo on the embedded temporal task, verify on XyloSim, energy.
+demo-xylo: $(STAMP)
+	$(VENV)/bin/cf2neuro train --data digits-rows --timesteps 8 --target xylo \
+		--model-option 'hidden=[64]' --epochs 30 --out runs/xylo --quiet
+	$(VENV)/bin/cf2neuro verify runs/xylo --target xylo --data digits-rows --runner xylosim \
+		--report runs/v-xylo
+	$(VENV)/bin/cf2neuro energy runs/xylo --target xylo --data digits-rows --report runs/e-xylo \
+		--quiet
 
 test: $(STAMP) $(STAMPP)
 	$(VENV)/bin/python -m pytest
