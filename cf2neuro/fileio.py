@@ -126,3 +126,16 @@ def locked_dir(path, what: str = "output directory"):
             with contextlib.suppress(OSError):  # a refused or failed run leaves no folder
                 (path / LOCK).unlink()
                 path.rmdir()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Hold an exclusive flock on `path` (created with its parents): one builder at a time
+    for a runtime directory, across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 
 from ...errors import RuntimeMissingError
-from .runtime import _clear, _command_output, _lock, _which_all
+from ...fileio import file_lock
+from .runtime import _clear, _command_output, _which_all
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def setup_nengo_loihi(progress: bool = True, force: bool = False) -> Path:
     if not force and _is_ready(root):
         return runtime_python(root)
     base, version = find_python()  # before the lock: a missing Python leaves no directory
-    with _lock(root / LOCK):
+    with file_lock(root / LOCK):
         if not force and _is_ready(root):  # made by another process meanwhile
             return runtime_python(root)
         t0 = time.perf_counter()

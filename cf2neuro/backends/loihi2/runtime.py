@@ -38,7 +38,6 @@ pyproject do, and get one).
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
@@ -51,6 +50,7 @@ import time
 from pathlib import Path
 
 from ...errors import RuntimeMissingError
+from ...fileio import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -231,22 +231,6 @@ def _clear(root: Path, keep: set[str]) -> None:
             entry.unlink()
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _run_step(cmd: list[str], what: str, progress: bool, env=None) -> None:
     """Run one setup command (its output shown with `progress`); failing: RuntimeMissingError."""
     log.info("%s: %s", what, " ".join(cmd))
@@ -285,7 +269,7 @@ def setup_lava(progress: bool = True, force: bool = False) -> Path:
     root = runtime_dir()
     if not force and _is_ready(root, package):
         return runtime_python(root)
-    with _lock(root / LOCK):  # inside the (git-ignored) runtime dir; survives a rebuild
+    with file_lock(root / LOCK):  # inside the (git-ignored) runtime dir; survives a rebuild
         if not force and _is_ready(root, package):  # another process made it meanwhile
             return runtime_python(root)
         t0 = time.perf_counter()

@@ -22,7 +22,6 @@ nothing is written beside cf2neuro's own files.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 from ...errors import RuntimeMissingError
+from ...fileio import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +104,6 @@ def _is_ready(root: Path, package: Path) -> bool:
         stamp.get("key") == _stamp_key(package, stamp.get("python_version", ""))
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock
-            yield
-            return
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _clean_env() -> dict[str, str]:
     drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PIP_REQUIRE_VIRTUALENV")
     return {k: v for k, v in os.environ.items() if k not in drop}
@@ -172,7 +156,7 @@ def setup_xylo(progress: bool = True, force: bool = False) -> Path:
     package, root = package_dir(), runtime_dir()
     if not force and _is_ready(root, package):
         return runtime_python(root)
-    with _lock(root / LOCK):
+    with file_lock(root / LOCK):
         if not force and _is_ready(root, package):
             return runtime_python(root)
         t0 = time.perf_counter()
