@@ -11,11 +11,8 @@ its runtime goes missing (`MISSING`), or this test fails for it.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +23,7 @@ from cf2neuro.ir.engine import Engine
 from cf2neuro.quant import quantize
 from cf2neuro.runners import RunRequest, get_runner, runner_names
 from cf2neuro.runners.emulator import emulate
+from leftovers import leftovers
 
 T, B = 6, 5
 
@@ -115,25 +113,6 @@ MISSING = {"reference": None, "emulator": None, "lava": _missing_lava,
            "xylosim": _missing_xylo}
 
 
-def _children() -> set[int]:
-    me, out = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == me and stat[0] != "Z":
-                out.add(int(entry))
-    return out
-
-
-def _leftovers() -> tuple[set, set, set]:
-    tmp = {p.name for p in Path(tempfile.gettempdir()).iterdir() if "cf2neuro" in p.name}
-    shm = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-    return _children(), shm, tmp
-
-
 @pytest.fixture(params=runner_names())
 def runner(request):
     name = request.param
@@ -155,7 +134,7 @@ def test_every_runner_declares_its_contract(runner):
 
 def test_shapes_probes_and_agreement_with_the_reference(runner, case):
     g, q, x = case
-    before = _leftovers()
+    before = leftovers()
     res = runner.run(_request(runner, case))
     assert res.outputs["output"].shape == (T, B, 3)
     assert res.probes["cf1"].shape == (T, B, 8)
@@ -174,7 +153,7 @@ def test_shapes_probes_and_agreement_with_the_reference(runner, case):
         np.testing.assert_array_equal(membrane, trace if membrane.ndim == 3 else trace[-1])
         assert res.latency == emu["latency"] == LATENCY.get(runner.default_target, 2)
     time.sleep(0.1)
-    after = _leftovers()
+    after = leftovers()
     assert after[0] <= before[0], f"child processes left: {after[0] - before[0]}"
     assert after[1] <= before[1], f"shared memory left: {after[1] - before[1]}"
     assert after[2] <= before[2], f"temp dirs left: {after[2] - before[2]}"
@@ -183,14 +162,14 @@ def test_shapes_probes_and_agreement_with_the_reference(runner, case):
 def test_timeout_is_honoured(runner, case):
     g, q, x = case
     big = np.repeat(x, 400, axis=1)  # long enough that no runner beats the clock
-    before = _leftovers()
+    before = leftovers()
     t0 = time.monotonic()
     with pytest.raises(RunnerTimeoutError, match="timeout"):
         runner.run(RunRequest(g if "float" in runner.formats else q, big, ("cf1",),
                               timeout=1e-6))
     assert time.monotonic() - t0 < 30
     time.sleep(0.1)
-    after = _leftovers()
+    after = leftovers()
     assert after[0] <= before[0] and after[1] <= before[1] and after[2] <= before[2]
 
 

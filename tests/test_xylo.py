@@ -12,10 +12,7 @@ makes it; under CI (CI set) that is a failure.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,20 +28,8 @@ from cf2neuro.ir.engine import Engine
 from cf2neuro.quant import format_report, quantize
 from cf2neuro.runners import RunRequest, get_runner
 from cf2neuro.runners.emulator import emulate
+from leftovers import leftovers
 
-
-
-@pytest.fixture(scope="session")
-def xylo_runtime():
-    """The Xylo runtime's python, created (once, cached) by cf2neuro itself."""
-    from cf2neuro.backends.xylo import runtime
-
-    try:
-        return runtime.setup_xylo(progress=False)
-    except RuntimeMissingError as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Xylo runtime: {e}")
 
 
 def _f32(a):
@@ -302,7 +287,7 @@ def test_a_missing_runtime_says_what_to_install(monkeypatch, tmp_path):
 # --- against XyloSim ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(4))
-def test_emulator_equals_xylosim_on_quantized_networks(xylo_runtime, seed):
+def test_emulator_equals_xylosim_on_quantized_networks(xylo_python, seed):
     rec, bias = seed != 1, seed != 2
     g = mlp(seed, n_in=5 + seed, h=20 + 10 * seed, o=2 + seed, rec=rec, bias=bias,
             beta=(0.5, 0.75, 0.9, 1.0)[seed])
@@ -318,7 +303,7 @@ def test_emulator_equals_xylosim_on_quantized_networks(xylo_runtime, seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_emulator_equals_xylosim_on_random_integer_configurations(xylo_runtime, seed):
+def test_emulator_equals_xylosim_on_random_integer_configurations(xylo_python, seed):
     """Every Xylo field random: int16 saturation, dash 0..15, large thresholds, v biases."""
     q = raw_xylo_graph(seed)
     x = np.random.default_rng(seed).integers(0, 16, (15, 6, 5))
@@ -326,7 +311,7 @@ def test_emulator_equals_xylosim_on_random_integer_configurations(xylo_runtime, 
     assert (np.abs(sim["Isyn"]) == 32767).any() or (sim["Vmem"] == -32768).any()
 
 
-def test_trained_mlp_on_xylosim(xylo_runtime):
+def test_trained_mlp_on_xylosim(xylo_python):
     """A CF-MLP trained on digits pooled to 8 features (classes 0..7), unsigned, K = 1."""
     from sklearn.datasets import load_digits
 
@@ -371,7 +356,7 @@ def test_trained_mlp_on_xylosim(xylo_runtime):
     assert abs(xylo_acc - grid_acc) <= 0.02  # the integer mapping itself costs ~nothing
 
 
-def test_train_for_xylo_then_verify_on_xylosim(xylo_runtime, tmp_path):
+def test_train_for_xylo_then_verify_on_xylosim(xylo_python, tmp_path):
     """The whole path: train --target xylo on digits-rows (8 channels, 8 steps, 8 classes),
     then verify: emulator and XyloSim agree on every probe; the drop stays small."""
     from cf2neuro.train import TrainConfig, train
@@ -393,31 +378,14 @@ def test_train_for_xylo_then_verify_on_xylosim(xylo_runtime, tmp_path):
     assert_same_states(q, np.asarray(x))
 
 
-def _children() -> set[int]:
-    me, out = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == me and stat[0] != "Z":
-                out.add(int(entry))
-    return out
-
-
-def _temp_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).iterdir() if "cf2neuro" in p.name}
-
-
-def test_runner_contract(xylo_runtime):
+def test_runner_contract(xylo_python):
     """As tests/test_runner_contract.py asks of every runner, on a graph quantized for xylo."""
     g = mlp(3, n_in=6, h=8, o=3)
     x = np.random.default_rng(4).uniform(0, 1, (6, 5, 6)).astype(np.float32)
     q = quantize(g, "xylo", calibration=x)
     runner = get_runner("xylosim")
     assert runner.available() == (True, "")
-    before = (_children(), _temp_dirs())
+    before = leftovers()
     res = runner.run(RunRequest(q, x, ("cf", "v:cf")))
     assert res.outputs["output"].shape == (6, 5, 3) and res.probes["cf"].shape == (6, 5, 8)
     assert res.latency == 1 and res.timings["total"] > 0
@@ -435,10 +403,11 @@ def test_runner_contract(xylo_runtime):
         runner.run(RunRequest(q, big, timeout=1.5))
     assert time.monotonic() - t0 < 30
     time.sleep(0.1)
-    assert _children() <= before[0] and _temp_dirs() <= before[1]
+    after = leftovers()
+    assert after[0] <= before[0] and after[2] <= before[2]
 
 
-def test_cli_runs_a_nir_file_on_xylosim(xylo_runtime, tmp_path):
+def test_cli_runs_a_nir_file_on_xylosim(xylo_python, tmp_path):
     from cf2neuro.cli import main
     from cf2neuro.nir.export import write_nir
 

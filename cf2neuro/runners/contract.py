@@ -58,6 +58,18 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds, "total" at least
     log: str = ""                           # the simulator's log (its tail)
 
+    @classmethod
+    def split(cls, res: dict, probes, stats: dict, t0: float, log: str = "") -> "RunResult":
+        """A subprocess runner's flat result dict as a RunResult: its "latency", the
+        requested `probes` apart, and every ``*_s`` entry of `stats` as a timing beside
+        the total since `t0` (time.perf_counter)."""
+        latency = int(res.pop("latency", 0))
+        picked = {p: res.pop(p) for p in probes}
+        timings = {"total": time.perf_counter() - t0,
+                   **{k: float(v) for k, v in stats.items()
+                      if k.endswith("_s") and isinstance(v, (int, float))}}
+        return cls(res, picked, latency, timings, log)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """One flat dict: outputs, probes and "latency" (what OUT.npz holds)."""
         return {**self.outputs, **self.probes,

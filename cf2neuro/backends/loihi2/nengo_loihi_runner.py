@@ -361,10 +361,6 @@ class NengoLoihiRunner(Runner):
         t0 = time.perf_counter()
         res = run_nengo_loihi(graph, request.x, request.probes, timeout=request.timeout,
                               stats=stats)
-        latency = int(res.pop("latency", 0))
-        probes = {p: res.pop(p) for p in request.probes}
-        timings = {"total": time.perf_counter() - t0,
-                   **{k: float(v) for k, v in stats.items() if k.endswith("_s")}}
         notes = stats.get("notes", []) + [f"{msg} ({n} times)" for msg, n in
                                           (stats.get("warnings") or {}).items()]
-        return RunResult(res, probes, latency, timings, "\n".join(notes))
+        return RunResult.split(res, request.probes, stats, t0, "\n".join(notes))

@@ -473,9 +473,4 @@ class LavaRunner(Runner):
         t0 = time.perf_counter()
         res = run_lava(graph, request.x, request.probes, timeout=request.timeout, stats=stats,
                        progress=request.progress)
-        latency = int(res.pop("latency", 0))
-        probes = {p: res.pop(p) for p in request.probes}
-        timings = {"total": time.perf_counter() - t0,
-                   **{k: float(v) for k, v in stats.items()
-                      if k.endswith("_s") and isinstance(v, (int, float))}}
-        return RunResult(res, probes, latency, timings, stats.get("log", ""))
+        return RunResult.split(res, request.probes, stats, t0, stats.get("log", ""))

@@ -234,8 +234,4 @@ class XyloSimRunner(Runner):
         t0 = time.perf_counter()
         res = run_xylosim(graph, request.x, request.probes, timeout=request.timeout,
                           stats=stats)
-        latency = int(res.pop("latency"))
-        probes = {p: res.pop(p) for p in request.probes}
-        timings = {"total": time.perf_counter() - t0,
-                   **{k: float(v) for k, v in stats.items() if k.endswith("_s")}}
-        return RunResult(res, probes, latency, timings)
+        return RunResult.split(res, request.probes, stats, t0)
