@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ...errors import RuntimeMissingError
 from ...fileio import file_lock
+from ...runtimes import clean_env
 from .runtime import _clear, _command_output, _which_all
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ INSTALL_HINT = (
     "`apt-get install python3.11 python3.11-venv`, `uv python install 3.10` or "
     f"`brew install python@3.11`; or point {ENV_PYTHON} at one")
 DRIVER = Path(__file__).resolve().parent / "nengo_loihi_driver.py"
-SCRUB = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PIP_REQUIRE_VIRTUALENV")
 
 
 def runtime_dir() -> Path:
@@ -160,7 +160,7 @@ def _is_ready(root: Path) -> bool:
 
 def runtime_env() -> dict[str, str]:
     """This environment minus what would leak into the runtime's interpreter."""
-    env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    env = clean_env()
     env["PYTHONNOUSERSITE"] = "1"
     return env
 

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from ...errors import RuntimeMissingError
 from ...fileio import file_lock
+from ...runtimes import clean_env, setup_step
 
 log = logging.getLogger(__name__)
 
@@ -232,29 +233,9 @@ def _clear(root: Path, keep: set[str]) -> None:
 
 
 def _run_step(cmd: list[str], what: str, progress: bool, env=None) -> None:
-    """Run one setup command (its output shown with `progress`); failing: RuntimeMissingError."""
-    log.info("%s: %s", what, " ".join(cmd))
-    if progress:
-        print(f"[cf2neuro runtime] {what} ...", file=sys.stderr, flush=True)
-    lines: list[str] = []
-    try:
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env, stdin=subprocess.DEVNULL) as proc:
-            for line in proc.stdout:
-                lines.append(line.rstrip())
-                del lines[:-40]
-                if progress:
-                    print(f"    {line.rstrip()}", file=sys.stderr, flush=True)
-            returncode = proc.wait()
-    except OSError as e:
-        raise RuntimeMissingError(f"setting up the Lava runtime: {what} failed to start "
-                                  f"({e})") from None
-    if returncode != 0:
-        tail = "\n".join(lines[-25:])
-        raise RuntimeMissingError(
-            f"setting up the Lava runtime: {what} failed (exit status {returncode}). "
-            f"Command: {' '.join(cmd)}. Its output ends:\n{tail}\nPyPI must be reachable to "
-            f"install lava-nc 0.10.0; fix the cause and run `cf2neuro runtime setup lava` again")
+    setup_step(cmd, what, progress, env, "Lava",
+               "PyPI must be reachable to install lava-nc 0.10.0; fix the cause and run "
+               "`cf2neuro runtime setup lava` again")
 
 
 def setup_lava(progress: bool = True, force: bool = False) -> Path:
@@ -279,8 +260,7 @@ def setup_lava(progress: bool = True, force: bool = False) -> Path:
             print(f"[cf2neuro runtime] creating the Lava runtime in {root} from {base}",
                   file=sys.stderr, flush=True)
         _clear(root, keep={LOCK})
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")}
+        env = clean_env()
         _run_step([str(base), "-m", "venv", str(root)],
                   "creating a Python 3.10 virtual environment", progress, env)
         py = runtime_python(root)
@@ -321,8 +301,7 @@ def runtime_status() -> tuple[bool, str]:
 
 def lava_env() -> dict[str, str]:
     """The environment the runtime runs in: this one, minus what would leak into it."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env = clean_env()
     env["PYTHONPATH"] = str(lava_package_dir())  # the editable install, made explicit
     env["PYTHONNOUSERSITE"] = "1"
     return env

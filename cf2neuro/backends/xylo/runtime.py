@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ...errors import RuntimeMissingError
 from ...fileio import file_lock
+from ...runtimes import clean_env, setup_step
 
 log = logging.getLogger(__name__)
 
@@ -104,32 +105,8 @@ def _is_ready(root: Path, package: Path) -> bool:
         stamp.get("key") == _stamp_key(package, stamp.get("python_version", ""))
 
 
-def _clean_env() -> dict[str, str]:
-    drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "PIP_REQUIRE_VIRTUALENV")
-    return {k: v for k, v in os.environ.items() if k not in drop}
-
-
 def _step(cmd: list[str], what: str, progress: bool, env: dict) -> None:
-    log.info("%s: %s", what, " ".join(cmd))
-    if progress:
-        print(f"[cf2neuro runtime] {what} ...", file=sys.stderr, flush=True)
-    lines: list[str] = []
-    try:
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env, stdin=subprocess.DEVNULL) as proc:
-            for line in proc.stdout:
-                lines = (lines + [line.rstrip()])[-40:]
-                if progress:
-                    print(f"    {line.rstrip()}", file=sys.stderr, flush=True)
-            code = proc.wait()
-    except OSError as e:
-        raise RuntimeMissingError(f"setting up the Xylo runtime: {what} failed to start "
-                                  f"({e}). {INSTALL_HINT}") from None
-    if code != 0:
-        tail = "\n".join(lines[-25:])
-        raise RuntimeMissingError(f"setting up the Xylo runtime: {what} failed (exit status "
-                                  f"{code}). Command: {' '.join(cmd)}. Its output ends:\n{tail}\n"
-                                  f"{INSTALL_HINT}")
+    setup_step(cmd, what, progress, env, "Xylo", INSTALL_HINT)
 
 
 def dependencies(package: Path) -> list[str]:
@@ -168,7 +145,7 @@ def setup_xylo(progress: bool = True, force: bool = False) -> Path:
             if entry.name != LOCK:
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() \
                     else entry.unlink()
-        env = _clean_env()
+        env = clean_env()
         _step([python, "-m", "venv", str(root)], "creating a virtual environment", progress, env)
         constraints = root / "constraints.txt"
         constraints.write_text(_torch_pin())
@@ -209,7 +186,7 @@ def runtime_status() -> tuple[bool, str]:
 
 def xylo_env() -> dict[str, str]:
     """The environment the runtime runs in: this one, minus what would leak into it."""
-    env = _clean_env()
+    env = clean_env()
     env["PYTHONPATH"] = str(package_dir())
     env["PYTHONNOUSERSITE"] = "1"
     return env
